@@ -1,0 +1,21 @@
+"""Where things live: absolute paths derived from the package, never from the current directory.
+
+`IAM_DATA_DIR` overrides the data folder (CI points it at a read-only copy beside the repo);
+`IAM_RESULTS_DIR` overrides where training runs write their JSON.
+"""
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FIGURES_DIR = REPO_ROOT / "figures"
+
+
+def data_dir() -> Path:
+    """The MovieLens folder: `$IAM_DATA_DIR` if set, else `<repo>/data`."""
+    return Path(os.environ.get("IAM_DATA_DIR", REPO_ROOT / "data")).expanduser().resolve()
+
+
+def results_dir() -> Path:
+    """Where run results (JSON, CSV) go: `$IAM_RESULTS_DIR` if set, else `<repo>/results`."""
+    return Path(os.environ.get("IAM_RESULTS_DIR", REPO_ROOT / "results")).expanduser().resolve()
