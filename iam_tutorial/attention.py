@@ -1,0 +1,62 @@
+"""Masked multi-head attention: a readable einops reference and fast paths that must agree with it.
+
+`attend` spells softmax(q k^T / sqrt(dim) + mask) v out in named axes; `attend_sdpa` hands the same
+boolean mask to PyTorch's fused kernel; `attend_flex` (CUDA) skips the key blocks an item-aware mask
+rules out entirely. tests/test_attention.py proves they agree, values and gradients.
+"""
+
+# Axes: batch, head, query, key, dim (per-head feature), token
+
+import torch
+import torch.nn.functional as F
+from einops import einsum, rearrange
+
+from iam_tutorial.masks import allow_rule
+
+
+def attend(q, k, v, allow, return_attn: bool = False):
+    """Reference attention. Shapes: q (batch head query dim), k v (batch head key dim),
+    allow (batch query key) bool, True = may attend -> out (batch head query dim)
+    [, attn (batch head query key)]. Every row of `allow` must have a True (masks.py ensures it)."""
+    scores = einsum(q, k, "batch head query dim, batch head key dim -> batch head query key")
+    scores = scores * q.shape[-1] ** -0.5
+    scores = scores.masked_fill(
+        ~rearrange(allow, "batch query key -> batch 1 query key"), -torch.inf
+    )
+    attn = scores.softmax(dim=-1)
+    out = einsum(attn, v, "batch head query key, batch head key dim -> batch head query dim")
+    return (out, attn) if return_attn else out
+
+
+def attend_sdpa(q, k, v, allow, dropout_p: float = 0.0):
+    """Fused attention on the same boolean mask (True = may attend); same shapes as `attend`."""
+    mask = rearrange(allow, "batch query key -> batch 1 query key")
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+
+
+def flex_block_mask(kind: str, item_index: torch.Tensor):
+    """A FlexAttention BlockMask for mask `kind` over item_index (batch token).
+
+    Built from the very `allow_rule` the dense masks use, so both paths mean the same thing;
+    blocks that are all False (an intra-item mask far off the diagonal) are never computed.
+    """
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return allow_rule(kind, item_index[b, q_idx], item_index[b, kv_idx], q_idx, kv_idx)
+
+    batch, tokens = item_index.shape
+    return create_block_mask(mask_mod, batch, None, tokens, tokens, device=item_index.device)
+
+
+_flex_attention = None
+
+
+def attend_flex(q, k, v, block_mask):
+    """FlexAttention on a BlockMask from `flex_block_mask` (CUDA; compiled once per process)."""
+    global _flex_attention
+    if _flex_attention is None:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        _flex_attention = torch.compile(flex_attention, dynamic=False)
+    return _flex_attention(q, k, v, block_mask=block_mask)
