@@ -1,0 +1,80 @@
+"""Full-catalog ranking metrics for leave-one-out evaluation: HR@k and NDCG@k.
+
+Every catalog item is ranked (no sampled negatives). By default the items of the user's input history
+are excluded from the ranking; `evaluate` reports both protocols in one pass.
+"""
+
+# Axes: batch, item
+
+import math
+from collections.abc import Callable
+
+import torch
+
+KS = (5, 10, 20)
+PROTOCOL = "leave-one-out, full-catalog ranking"
+
+
+def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """0-based rank of each target among all items; ties go to the lower item index first, so
+    the rank is deterministic. Shapes: scores (batch item), targets (batch) -> (batch)."""
+    target_scores = scores.gather(1, targets[:, None])
+    items = torch.arange(scores.shape[1], device=scores.device)
+    ahead = (scores > target_scores) | ((scores == target_scores) & (items < targets[:, None]))
+    return ahead.sum(1)
+
+
+def mask_seen(scores: torch.Tensor, seen: list[list[int]], targets: torch.Tensor) -> torch.Tensor:
+    """Scores with each row's seen items (and padding item 0) set to -inf; the target is never
+    masked, so a repeated item stays rankable."""
+    scores = scores.clone()
+    scores[:, 0] = -torch.inf
+    rows = torch.tensor([b for b, items in enumerate(seen) for _ in items], dtype=torch.long)
+    cols = torch.tensor([i for items in seen for i in items], dtype=torch.long)
+    target_scores = scores.gather(1, targets[:, None].cpu().to(scores.device))
+    scores[rows.to(scores.device), cols.to(scores.device)] = -torch.inf
+    scores.scatter_(1, targets[:, None], target_scores)
+    return scores
+
+
+def metrics_from_ranks(ranks: torch.Tensor, ks=KS) -> dict[str, float]:
+    """HR@k = share of targets ranked in the top k; NDCG@k = mean of 1/log2(rank + 2) there."""
+    ranks = ranks.double()
+    out = {}
+    for k in ks:
+        hit = ranks < k
+        out[f"HR@{k}"] = hit.double().mean().item()
+        out[f"NDCG@{k}"] = (hit / torch.log2(ranks + 2)).mean().item()
+    return out
+
+
+@torch.no_grad()
+def evaluate(
+    score_rows: Callable[[torch.Tensor], torch.Tensor],
+    seen: list[list[int]],
+    targets: list[int],
+    batch_size: int = 256,
+) -> dict[str, dict[str, float]]:
+    """Rank each target among all items, a batch of users at a time (one batch x catalog of
+    scores in memory). `score_rows(rows)` returns scores (len(rows) item) for those users.
+
+    Returns {"seen_excluded": metrics, "seen_included": metrics}; padding item 0 never ranks.
+    """
+    targets_t = torch.tensor(targets)
+    excluded, included = [], []
+    for start in range(0, len(targets), batch_size):
+        rows = torch.arange(start, min(start + batch_size, len(targets)))
+        scores = score_rows(rows).float().cpu().clone()  # ours to edit in place
+        t = targets_t[rows]
+        excluded.append(target_ranks(mask_seen(scores, [seen[r] for r in rows], t), t))
+        scores[:, 0] = -torch.inf
+        included.append(target_ranks(scores, t))
+    return {
+        "seen_excluded": metrics_from_ranks(torch.cat(excluded)),
+        "seen_included": metrics_from_ranks(torch.cat(included)),
+    }
+
+
+def ndcg_of_rank(rank: int) -> float:
+    """NDCG of one target at 0-based `rank` (for hand-computed checks)."""
+    return 1 / math.log2(rank + 2)
