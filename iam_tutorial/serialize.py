@@ -128,3 +128,44 @@ class Serializer:
                 targets[b, r.sep_positions] = torch.tensor(kept_targets)
         readout = torch.tensor([r.sep_positions[-1] for r in rows])
         return Batch(tokens, item_index, targets, readout)
+
+
+# --- tables for the notebooks -------------------------------------------------------------------
+
+
+def token_table(serialized: Serialized, tokenizer):
+    """One row per token: position, token_id, readable token, item_index and role (BOS/item/SEP).
+
+    Byte-level BPE writes a leading space as 'Ġ'; it is shown as '·' so word starts stay visible.
+    Returns a pandas DataFrame (pandas is imported here: only the notebooks need these tables).
+    """
+    import pandas as pd
+
+    role = {tokenizer.bos_token_id: "BOS", tokenizer.sep_token_id: "SEP"}
+    tokens = tokenizer.convert_ids_to_tokens(serialized.tokens)
+    return pd.DataFrame(
+        {
+            "position": range(len(serialized.tokens)),
+            "token_id": serialized.tokens,
+            "token": [t.replace("Ġ", "·") for t in tokens],
+            "item_index": serialized.item_index,
+            "role": [role.get(t, "item") for t in serialized.tokens],
+        }
+    )
+
+
+def token_lengths(serializer: Serializer, histories: list[list[int]]):
+    """Per history, a DataFrame row: n_items kept, n_tokens (BOS included), n_dropped by the budget.
+
+    `n_items + n_dropped` is the history's length; `(n_tokens - 1) / n_items` its tokens per item.
+    """
+    import pandas as pd
+
+    rows = [serializer.serialize(history) for history in histories]
+    return pd.DataFrame(
+        {
+            "n_items": [len(r.items) for r in rows],
+            "n_tokens": [len(r.tokens) for r in rows],
+            "n_dropped": [r.n_dropped for r in rows],
+        }
+    )
