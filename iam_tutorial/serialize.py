@@ -39,7 +39,10 @@ class Batch:
         )
 
     def __getitem__(self, rows) -> "Batch":
-        """Rows `rows`, with columns trimmed to the longest real sequence among them."""
+        """Rows `rows` (a slice, list or index tensor), with columns trimmed to the longest real
+        sequence among them."""
+        if isinstance(rows, int):
+            rows = [rows]
         width = int((self.item_index[rows] != PADDING).sum(1).max())
         return Batch(
             self.tokens[rows, :width],
@@ -80,10 +83,13 @@ class Serializer:
     @classmethod
     def for_item_ids(cls, n_items: int, max_tokens: int) -> "Serializer":
         """ID items (SASRec): item i is the single token 2 + i; 0 is BOS and 1 is PAD."""
-        return cls([[2 + i] for i in range(n_items + 1)], bos_id=0, pad_id=1, max_tokens=max_tokens)
+        item_tokens = [[]] + [[2 + i] for i in range(1, n_items + 1)]  # item 0 is padding
+        return cls(item_tokens, bos_id=0, pad_id=1, max_tokens=max_tokens)
 
     def serialize(self, history: list[int]) -> Serialized:
         """Keep the most recent whole items that fit the budget (BOS included); never cut an item."""
+        if not history:
+            raise ValueError("Cannot serialize an empty history: a user needs at least one item.")
         budget, kept = self.max_tokens - 1, []
         for item in reversed(history):
             n = len(self.item_tokens[item])
@@ -114,6 +120,12 @@ class Serializer:
         `next_items[b][j]` is the target of history item j of row b (training: the following item);
         targets of items dropped by the budget are dropped with them.
         """
+        if next_items is not None:
+            lengths = [(len(h), len(n)) for h, n in zip(histories, next_items, strict=True)]
+            if any(h != n for h, n in lengths):
+                raise ValueError(
+                    f"next_items must give one target per history item, got {lengths}."
+                )
         rows = [self.serialize(h) for h in histories]
         width = max(len(r.tokens) for r in rows)
         shape = (len(rows), width)
