@@ -243,7 +243,13 @@ def load_benchmark_sequences(root: Path | None = None) -> dict[int, list[int]]:
     return dict(sorted(sequences.items()))
 
 
-# --- one entry point ----------------------------------------------------------------------------
+def count_rows(path: Path) -> int:
+    """Lines in a file, counted without parsing it."""
+    with open(path, "rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
+# --- one entry point -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -260,14 +266,14 @@ def load_sequences(n_users: int | None = None, root: Path | None = None) -> Sequ
     root = Path(root or data_dir())
     ratings_path = root / "ml-1m" / "ratings.dat"
     benchmark = root / "ml-1m-sasrec" / "ml-1m.txt"
-    ratings = load_ratings(root, allow_partial=True) if ratings_path.exists() else None
-    if ratings is not None and ratings.attrs["complete"]:
-        by_user, source = sequences_from_ratings(ratings), "official ratings.dat"
+    rows = count_rows(ratings_path) if ratings_path.exists() else None
+    if rows == ML1M_RATINGS_ROWS:
+        by_user, source = sequences_from_ratings(load_ratings(root)), "official ratings.dat"
     elif benchmark.exists():
         by_user, source = load_benchmark_sequences(root), "SASRec benchmark ml-1m.txt"
-    elif ratings is not None:
+    elif rows is not None:
         raise DataError(
-            f"{ratings_path} is partial ({len(ratings):,} of {ML1M_RATINGS_ROWS:,} rows) and no "
+            f"{ratings_path} is partial ({rows:,} of {ML1M_RATINGS_ROWS:,} rows) and no "
             f"benchmark sequences are in {benchmark.parent}; the >= 5-ratings filter needs the whole "
             f"data set. Run `python -m iam_tutorial.data` to download both."
         )
