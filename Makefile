@@ -33,7 +33,9 @@ lint:
 notebooks:
 	cd notebooks && for nb in 0*.ipynb; do \
 	  PYTHONHASHSEED=0 IAM_THREADS=2 OMP_NUM_THREADS=2 TQDM_DISABLE=1 TOKENIZERS_PARALLELISM=false \
-	  ../$(PY) -m jupyter nbconvert --to notebook --execute --inplace $$nb || exit 1; done
+	  ../$(PY) -m jupyter nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.record_timing=False \
+	    $$nb || exit 1; done
 
 bench:
 	$(PY) benchmarks/attention_speed.py
