@@ -1,0 +1,112 @@
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from iam_tutorial.config import get_config
+from iam_tutorial.data.movielens import leave_one_out, load_sequences
+from iam_tutorial.train import ALL_PLANS, lr_factor, main, prepare, run
+
+TINY = dict(n_users=12, n_layer=2, n_head=2, n_embd=16, max_items=6, max_tokens=96, vocab_size=300,
+            batch_size=4, max_epochs=2, eval_batch_size=5)  # fmt: skip
+
+
+@pytest.fixture
+def synthetic_env(monkeypatch, synthetic_root, tmp_path):
+    monkeypatch.setenv("IAM_DATA_DIR", str(synthetic_root))
+    monkeypatch.setenv("IAM_RESULTS_DIR", str(tmp_path / "results"))
+    return tmp_path
+
+
+@pytest.mark.parametrize("plan", ALL_PLANS)
+def test_every_plan_trains_and_reports(synthetic_env, plan):
+    results = run(get_config("quick", plan=plan, **TINY), progress=False)
+    for split in ("valid", "test"):
+        for protocol in ("seen_excluded", "seen_included"):
+            assert (
+                0 <= results[split][protocol]["NDCG@10"] <= results[split][protocol]["HR@10"] <= 1
+            )
+    assert results["plan"] == plan and "leave-one-out" in results["protocol"]
+    if plan != "popularity":
+        assert results["steps"] > 0 and results["params"] > 0 and results["tokens_per_second"] > 0
+        assert len(results["history"]["loss"]) == results["steps"]
+
+
+def test_training_is_deterministic(synthetic_env):
+    cfg = get_config("quick", plan="iam", **TINY)
+    a, b = run(cfg, progress=False), run(cfg, progress=False)
+    assert a["history"] == b["history"] and a["test"] == b["test"]
+
+
+def test_early_stopping_keeps_best_epoch(synthetic_env):
+    results = run(
+        get_config("quick", plan="token", **{**TINY, "max_epochs": 6, "patience": 1}),
+        progress=False,
+    )
+    curve = results["history"]["valid_NDCG@10"]
+    assert results["best_epoch"] == 1 + curve.index(max(curve))
+    assert results["epochs"] - results["best_epoch"] <= 1
+    assert results["valid"]["seen_excluded"]["NDCG@10"] == pytest.approx(max(curve), abs=1e-5)
+
+
+def test_serialized_inputs_match_the_split(synthetic_env):
+    data = prepare(get_config("quick", plan="token", **TINY))
+    split = data.split
+    targets = data.train.targets[data.train.targets != -100]
+    assert (
+        len(targets)
+        == sum(min(len(t), TINY["max_items"] + 1) - 1 for t in split.train) - data.n_dropped
+    )
+    assert torch.equal(data.valid.readout, (data.valid.item_index != -2).sum(1) - 1)
+
+
+def test_lr_schedule():
+    assert lr_factor(0, 100, 10) == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10) == 1.0
+    assert lr_factor(100, 100, 10) == pytest.approx(0.1)
+    assert lr_factor(55, 100, 10) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+def test_cli_writes_results_json(synthetic_env):
+    args = [
+        "--mode",
+        "quick",
+        "--plan",
+        "hatllm",
+        "--seed",
+        "3",
+        "--max-steps",
+        "2",
+        "--out",
+        str(synthetic_env),
+    ]
+    args += ["--set"] + [f"{k}={json.dumps(v)}" for k, v in TINY.items()]
+    main(args)
+    saved = json.loads((synthetic_env / "hatllm_seed3.json").read_text())
+    assert (
+        saved["steps"] == 2 and saved["config"]["seed"] == 3 and saved["config"]["plan"] == "hatllm"
+    )
+    assert {"train_seconds", "tokens_per_second", "peak_memory_mib", "versions"} <= set(saved)
+
+
+def test_unknown_plan_is_a_clear_error(synthetic_env):
+    with pytest.raises(ValueError, match="Unknown plan"):
+        run(get_config("quick", plan="bogus", **TINY))
+
+
+def test_full_preset_runs_end_to_end_on_cpu(ml1m_root, monkeypatch):
+    """FULL on all 6,040 users: the data path in full, then the FULL model (bf16 autocast, its size,
+    its token budget) for one step on 8 users, so a GPU run cannot fail on a typo."""
+    monkeypatch.setenv("IAM_DATA_DIR", str(ml1m_root))
+    cfg = get_config("full", plan="iam", max_steps=1, batch_size=8, eval_batch_size=16)
+    split = leave_one_out(load_sequences(cfg.n_users))
+    assert len(split.users) == 6040 and split.n_items == 3416
+    data = prepare(cfg, split)
+    assert data.train.tokens.shape[1] <= cfg.max_tokens
+    small = dataclasses.replace(split, users=split.users[:8], train=split.train[:8],
+                                valid=split.valid[:8], test=split.test[:8])  # fmt: skip
+    for plan in ("iam", "sasrec"):
+        results = run(dataclasses.replace(cfg, plan=plan), progress=False, split=small)
+        assert results["steps"] == 1 and results["config"]["bf16"] is True
