@@ -1,23 +1,29 @@
-# Everyday commands. `make setup` builds .venv; `make test` is what CI runs.
-PY ?= .venv/bin/python
+# Everyday commands. `make quick` sets up, fetches data and runs the QUICK comparison;
+# `make test` runs every test (CI runs it too). PY=python uses an existing (e.g. conda) env.
+VENV ?= .venv
+PY ?= $(VENV)/bin/python
 NBVAL = --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 export HF_HUB_OFFLINE = 1
 export PYTHONHASHSEED = 0
 
 .PHONY: setup data quick test unit nbval notebooks lint lab bench
 
-setup:
-	python3 -m venv .venv
+setup: $(VENV)/.installed
+
+# torch first and pinned, so pip takes the CPU wheel instead of several GB of CUDA packages.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
 
-data:
+data: setup
 	$(PY) -m iam_tutorial.data
 
-quick:
+quick: data
 	$(PY) -m iam_tutorial.compare --mode quick
 
-test: lint unit nbval
+test: setup lint unit nbval
 
 unit:
 	$(PY) -m pytest tests -q
@@ -37,8 +43,8 @@ notebooks:
 	    --ExecutePreprocessor.record_timing=False \
 	    $$nb || exit 1; done
 
-bench:
+bench: setup
 	$(PY) benchmarks/attention_speed.py
 
-lab:
+lab: setup
 	$(PY) -m jupyter lab notebooks --allow-root
