@@ -36,20 +36,30 @@ HEADLINE = "NDCG@10"
 
 @dataclass
 class Prepared:
-    """Everything a run needs, serialized once: the split and padded train/valid/test batches."""
+    """Everything a run needs: the split, the serializer, and the evaluation inputs collated once."""
 
     cfg: Config  # the model's config (SASRec's differs from the text plans')
     split: LeaveOneOut
     serializer: Serializer
-    train: Batch  # one row per user: history items -> their next items
-    valid: Batch  # history before the validation item
-    test: Batch  # history before the test item (validation item included)
+    valid: Batch  # the last max_items items before the validation item
+    test: Batch  # the last max_items items before the test item (validation item included)
     seen: dict[str, list[list[int]]]  # full input history per split, excluded from the ranking
-    n_dropped: int  # history items left out by the token budget, summed over all inputs
+    n_dropped: int  # evaluation-input items left out by the token budget
+
+    def train_batch(self, generator: torch.Generator) -> Batch:
+        """One training row per user: a random window of max_items + 1 consecutive training
+        items (a fresh one every epoch), every item predicting the next."""
+        k, windows = self.cfg.max_items, []
+        for history in self.split.train:
+            if len(history) < 2:  # nothing to predict from
+                continue
+            start = int(torch.randint(max(1, len(history) - k), (1,), generator=generator))
+            windows.append(history[start : start + k + 1])
+        return self.serializer.collate([w[:-1] for w in windows], [w[1:] for w in windows])
 
 
 def prepare(cfg: Config, split: LeaveOneOut | None = None, movies=None) -> Prepared:
-    """Load and split the data (unless given), build the serializer, collate every split once."""
+    """Load and split the data (unless given), build the serializer, collate the eval inputs."""
     split = split or leave_one_out(load_sequences(cfg.n_users))
     if cfg.plan == "sasrec":
         cfg = sasrec_config(cfg)
@@ -59,14 +69,12 @@ def prepare(cfg: Config, split: LeaveOneOut | None = None, movies=None) -> Prepa
         tokenizer = train_tokenizer([texts[m] for m in sorted(texts)], cfg.vocab_size)
         catalog = [""] + [texts[int(m)] for m in split.movie_ids[1:]]
         serializer = Serializer.from_tokenizer(tokenizer, catalog, cfg.max_tokens)
-    k = cfg.max_items
-    windows = [h[-(k + 1) :] for h in split.train]  # k inputs, each with its next item
-    train = serializer.collate([w[:-1] for w in windows], [w[1:] for w in windows])
-    inputs = {s: split.histories(s) for s in ("valid", "test")}
-    batches = {s: serializer.collate([h[-k:] for h in hs]) for s, (hs, _) in inputs.items()}
-    dropped = sum(len(w) - 1 for w in windows) - int((train.targets != -100).sum())
-    return Prepared(cfg, split, serializer, train, batches["valid"], batches["test"],
-                    {s: hs for s, (hs, _) in inputs.items()}, dropped)  # fmt: skip
+    inputs = {s: split.histories(s)[0] for s in ("valid", "test")}
+    windows = {s: [h[-cfg.max_items :] for h in hs] for s, hs in inputs.items()}
+    batches = {s: serializer.collate(ws) for s, ws in windows.items()}
+    kept = sum(int(b.item_index.max(1).values.sum()) + len(b) for b in batches.values())
+    dropped = sum(len(w) for ws in windows.values() for w in ws) - kept
+    return Prepared(cfg, split, serializer, batches["valid"], batches["test"], inputs, dropped)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -120,8 +128,8 @@ def train(cfg: Config, data: Prepared | None = None, progress: bool = True) -> t
     model = ItemGPT(cfg, data.serializer, data.split.n_items).to(device)
     loss_fn = torch.compile(model.loss) if cfg.compile else model.loss
     optimizer = make_optimizer(model, cfg)
-    n_users = len(data.train)
-    steps_per_epoch = math.ceil(n_users / cfg.batch_size)
+    n_rows = sum(len(h) >= 2 for h in data.split.train)
+    steps_per_epoch = math.ceil(n_rows / cfg.batch_size)
     total = min(cfg.max_epochs * steps_per_epoch, cfg.max_steps or math.inf)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total, max(1, int(cfg.warmup_frac * total)))
@@ -132,8 +140,9 @@ def train(cfg: Config, data: Prepared | None = None, progress: bool = True) -> t
     epochs = tqdm(range(cfg.max_epochs), desc=f"{cfg.plan} seed {cfg.seed}", disable=not progress)
     for epoch in epochs:
         start = time.perf_counter()
-        for rows in torch.randperm(n_users, generator=generator).split(cfg.batch_size):
-            batch = data.train[rows].to(device)
+        epoch_batch = data.train_batch(generator)
+        for rows in torch.randperm(n_rows, generator=generator).split(cfg.batch_size):
+            batch = epoch_batch[rows].to(device)
             with torch.autocast(device.type, torch.bfloat16, enabled=cfg.bf16):
                 loss = loss_fn(batch)
             optimizer.zero_grad(set_to_none=True)
@@ -195,7 +204,7 @@ def _run_facts(cfg: Config, data: Prepared, device) -> dict:
         "data": {
             "users": len(data.split.users),
             "items": data.split.n_items,
-            "history_items_dropped_by_token_budget": data.n_dropped,
+            "eval_input_items_dropped_by_token_budget": data.n_dropped,
         },
         "device": torch.cuda.get_device_name(device)
         if device.type == "cuda"

@@ -51,15 +51,15 @@ def test_early_stopping_keeps_best_epoch(synthetic_env):
     assert results["valid"]["seen_excluded"]["NDCG@10"] == pytest.approx(max(curve), abs=1e-5)
 
 
-def test_serialized_inputs_match_the_split(synthetic_env):
+def test_training_windows_and_eval_inputs(synthetic_env):
     data = prepare(get_config("quick", plan="token", **TINY))
-    split = data.split
-    targets = data.train.targets[data.train.targets != -100]
-    assert (
-        len(targets)
-        == sum(min(len(t), TINY["max_items"] + 1) - 1 for t in split.train) - data.n_dropped
-    )
+    k, split = TINY["max_items"], data.split
+    a, b = (data.train_batch(torch.Generator().manual_seed(s)) for s in (0, 1))
+    assert not torch.equal(a.tokens, b.tokens)  # a fresh random window every epoch
+    n_targets = int((a.targets != -100).sum())
+    assert n_targets <= sum(min(len(t), k + 1) - 1 for t in split.train)
     assert torch.equal(data.valid.readout, (data.valid.item_index != -2).sum(1) - 1)
+    assert data.seen["test"][0] == split.train[0] + [split.valid[0]]  # all of it is excluded
 
 
 def test_lr_schedule():
