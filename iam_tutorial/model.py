@@ -187,10 +187,11 @@ class ItemGPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def build_masks(self, item_index: torch.Tensor) -> dict:
-        """One mask per kind in the plan, built once per batch and shared by every layer."""
+    def build_masks(self, item_index: torch.Tensor, dense: bool = False) -> dict:
+        """One mask per kind in the plan, built once per batch and shared by every layer
+        (FlexAttention block masks on the flex path unless `dense`)."""
         kinds = sorted({kind for block in self.plan for kind in block})
-        if self.cfg.attn_impl == "flex":
+        if self.cfg.attn_impl == "flex" and not dense:
             return {kind: flex_block_mask(kind, item_index) for kind in kinds}
         return {kind: allow_mask(kind, item_index) for kind in kinds}
 
@@ -205,7 +206,7 @@ class ItemGPT(nn.Module):
             )
         pos = torch.arange(n_tokens, device=tokens.device)
         x = self.transformer.drop(self.transformer.wte(tokens) + self.transformer.wpe(pos))
-        masks = self.build_masks(item_index)
+        masks = self.build_masks(item_index, dense=attn_maps is not None)  # weights need dense
         for block in self.transformer.h:
             x = block(x, masks, attn_maps)
         return self.transformer.ln_f(x)

@@ -11,6 +11,14 @@ from iam_tutorial.data.synthetic import make_synthetic_ml1m  # noqa: E402
 from iam_tutorial.paths import data_dir  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Unit tests use tiny tensors, where extra threads only cost synchronisation."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
     """A tiny MovieLens-shaped folder (official formats + benchmark form)."""
