@@ -16,8 +16,8 @@ class Config:
     mode: str = "quick"  # preset name, recorded in every result
     # Data.
     n_users: int | None = 1000  # original MovieLens user ids 1..n_users; None = all 6,040
-    max_items: int = 20  # most recent history items fed to the model (SASRec's maxlen)
-    max_tokens: int = 320  # token budget of one serialized history, BOS included
+    max_items: int = 12  # items per history window fed to the model (SASRec's maxlen)
+    max_tokens: int = 224  # token budget of one serialized history, BOS included
     vocab_size: int = 2048  # ByteLevel BPE vocabulary trained on the item texts
     # Model.
     plan: str = "iam"  # attention layer plan: token, control, hatllm, iam, iam-alt, sasrec
@@ -34,7 +34,7 @@ class Config:
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     warmup_frac: float = 0.05  # fraction of steps spent in linear warmup, then cosine decay
     grad_clip: float = 1.0  # max global gradient norm
-    max_epochs: int = 20  # upper bound; early stopping usually ends sooner
+    max_epochs: int = 15  # upper bound; early stopping may end sooner
     patience: int = 4  # epochs without a better validation NDCG@10 before stopping
     max_steps: int | None = None  # hard step cap (tests and smoke runs); None = no cap
     eval_batch_size: int = 128  # users per evaluation batch
