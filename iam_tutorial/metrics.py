@@ -49,16 +49,16 @@ def metrics_from_ranks(ranks: torch.Tensor, ks=KS) -> dict[str, float]:
 
 
 @torch.no_grad()
-def evaluate(
+def rank_targets(
     score_rows: Callable[[torch.Tensor], torch.Tensor],
     seen: list[list[int]],
     targets: list[int],
     batch_size: int = 256,
-) -> dict[str, dict[str, float]]:
-    """Rank each target among all items, a batch of users at a time (one batch x catalog of
-    scores in memory). `score_rows(rows)` returns scores (len(rows) item) for those users.
+) -> dict[str, torch.Tensor]:
+    """0-based rank of every user's target among all items, a batch of users at a time (one
+    batch x catalog of scores in memory). `score_rows(rows)` returns scores (len(rows) item).
 
-    Returns {"seen_excluded": metrics, "seen_included": metrics}; padding item 0 never ranks.
+    Returns {"seen_excluded": ranks, "seen_included": ranks}; padding item 0 never ranks.
     """
     targets_t = torch.tensor(targets)
     excluded, included = [], []
@@ -69,10 +69,13 @@ def evaluate(
         excluded.append(target_ranks(mask_seen(scores, [seen[r] for r in rows], t), t))
         scores[:, 0] = -torch.inf
         included.append(target_ranks(scores, t))
-    return {
-        "seen_excluded": metrics_from_ranks(torch.cat(excluded)),
-        "seen_included": metrics_from_ranks(torch.cat(included)),
-    }
+    return {"seen_excluded": torch.cat(excluded), "seen_included": torch.cat(included)}
+
+
+def evaluate(score_rows, seen, targets, batch_size: int = 256) -> dict[str, dict[str, float]]:
+    """HR@k and NDCG@k under both protocols: {"seen_excluded": {...}, "seen_included": {...}}."""
+    ranks = rank_targets(score_rows, seen, targets, batch_size)
+    return {protocol: metrics_from_ranks(r) for protocol, r in ranks.items()}
 
 
 def ndcg_of_rank(rank: int) -> float:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from iam_tutorial.baselines import popularity_counts, popularity_scorer, sasrec_config
 from iam_tutorial.config import Config, get_config
 from iam_tutorial.data.movielens import LeaveOneOut, leave_one_out, load_movies, load_sequences
-from iam_tutorial.metrics import PROTOCOL, evaluate
+from iam_tutorial.metrics import PROTOCOL, evaluate, rank_targets
 from iam_tutorial.model import PLANS, ItemGPT
 from iam_tutorial.paths import results_dir
 from iam_tutorial.repro import seed_everything
@@ -101,16 +101,24 @@ def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
 
 
-def evaluate_model(model: ItemGPT, data: Prepared, split: str, device) -> dict:
+def model_scorer(model: ItemGPT, data: Prepared, split: str, device):
+    """A `score_rows` for metrics: catalog scores of the given users' `split` inputs."""
     batch = getattr(data, split)
-    model.eval()
 
     def score_rows(rows):
         with torch.autocast(device.type, torch.bfloat16, enabled=data.cfg.bf16):
             return model.score(batch[rows].to(device))
 
+    return score_rows
+
+
+def evaluate_model(model: ItemGPT, data: Prepared, split: str, device, ranks: bool = False):
+    """Metrics of `split` under both protocols (or, with `ranks`, every user's target rank)."""
+    model.eval()
+    measure = rank_targets if ranks else evaluate
     targets = getattr(data.split, split)
-    result = evaluate(score_rows, data.seen[split], targets, data.cfg.eval_batch_size)
+    result = measure(model_scorer(model, data, split, device), data.seen[split], targets,
+                     data.cfg.eval_batch_size)  # fmt: skip
     model.train()
     return result
 

@@ -110,3 +110,15 @@ def test_full_preset_runs_end_to_end_on_cpu(ml1m_root, monkeypatch):
     for plan in ("iam", "sasrec"):
         results = run(dataclasses.replace(cfg, plan=plan), progress=False, split=small)
         assert results["steps"] == 1 and results["config"]["bf16"] is True
+
+
+def test_ranks_agree_with_metrics(synthetic_env):
+    from iam_tutorial.metrics import metrics_from_ranks
+    from iam_tutorial.train import evaluate_model, resolve_device, train
+
+    cfg = get_config("quick", plan="iam", **{**TINY, "max_epochs": 1})
+    data = prepare(cfg)
+    model, results = train(cfg, data, progress=False)
+    ranks = evaluate_model(model, data, "test", resolve_device("cpu"), ranks=True)
+    assert len(ranks["seen_excluded"]) == len(data.split.users)
+    assert metrics_from_ranks(ranks["seen_excluded"]) == results["test"]["seen_excluded"]
