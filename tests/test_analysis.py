@@ -19,15 +19,6 @@ from iam_tutorial.serialize import GLOBAL, PADDING, Serializer
 B, P = GLOBAL, PADDING
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: thread start-up and barriers would cost more than the arithmetic."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def uniform_attention(kind: str, item_index: torch.Tensor, heads: int = 2) -> torch.Tensor:
     """Each query spreads its attention evenly over the keys it may see: (batch head query key)."""
     allow = allow_mask(kind, item_index).double()

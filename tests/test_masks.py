@@ -66,15 +66,6 @@ GOLDEN = {
 PLANS = ("token", "control", "hatllm", "iam", "iam-alt")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: thread start-up and barriers would cost more than the arithmetic."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def random_item_index(generator, batch=4, max_items=4, max_len=3, max_pad=3) -> torch.Tensor:
     """Right-padded random histories (batch token); the last row is all padding when batch > 1."""
     draw = lambda low, high: int(torch.randint(low, high + 1, (1,), generator=generator))

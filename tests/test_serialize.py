@@ -51,13 +51,8 @@ def movies_and_tok(real_root):
 
 
 @pytest.fixture(scope="module")
-def real_root():
-    from iam_tutorial.paths import data_dir
-
-    root = data_dir()
-    if not (root / "ml-1m" / "movies.dat").exists():
-        pytest.skip(f"MovieLens-1M not found in {root} (set IAM_DATA_DIR)")
-    return root
+def real_root(ml1m_root):
+    return ml1m_root  # tests/conftest.py skips when the data is absent
 
 
 def test_golden_real_tokenizer(movies_and_tok):
