@@ -31,8 +31,8 @@ def mask_seen(scores: torch.Tensor, seen: list[list[int]], targets: torch.Tensor
     scores[:, 0] = -torch.inf
     rows = torch.tensor([b for b, items in enumerate(seen) for _ in items], dtype=torch.long)
     cols = torch.tensor([i for items in seen for i in items], dtype=torch.long)
-    target_scores = scores.gather(1, targets[:, None].cpu().to(scores.device))
-    scores[rows.to(scores.device), cols.to(scores.device)] = -torch.inf
+    target_scores = scores.gather(1, targets[:, None])
+    scores[rows, cols] = -torch.inf
     scores.scatter_(1, targets[:, None], target_scores)
     return scores
 

@@ -12,7 +12,6 @@ import json
 import math
 import platform
 import resource
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,8 +135,7 @@ def train(cfg: Config, data: Prepared | None = None, progress: bool = True) -> t
     model = ItemGPT(cfg, data.serializer, data.split.n_items).to(device)
     loss_fn = torch.compile(model.loss) if cfg.compile else model.loss
     optimizer = make_optimizer(model, cfg)
-    n_rows = sum(len(h) >= 2 for h in data.split.train)
-    steps_per_epoch = math.ceil(n_rows / cfg.batch_size)
+    steps_per_epoch = math.ceil(sum(len(h) >= 2 for h in data.split.train) / cfg.batch_size)
     total = min(cfg.max_epochs * steps_per_epoch, cfg.max_steps or math.inf)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total, max(1, int(cfg.warmup_frac * total)))
@@ -149,17 +147,11 @@ def train(cfg: Config, data: Prepared | None = None, progress: bool = True) -> t
     for epoch in epochs:
         start = time.perf_counter()
         epoch_batch = data.train_batch(generator)
-        for rows in torch.randperm(n_rows, generator=generator).split(cfg.batch_size):
+        for rows in torch.randperm(len(epoch_batch), generator=generator).split(cfg.batch_size):
             batch = epoch_batch[rows].to(device)
-            with torch.autocast(device.type, torch.bfloat16, enabled=cfg.bf16):
-                loss = loss_fn(batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
+            loss = train_step(model, loss_fn, optimizer, scheduler, batch, cfg)
             history["step"].append(step)
-            history["loss"].append(round(loss.item(), 5))
+            history["loss"].append(round(loss, 5))
             tokens += int((batch.item_index != PADDING).sum())
             step += 1
             if step >= total:
@@ -168,13 +160,11 @@ def train(cfg: Config, data: Prepared | None = None, progress: bool = True) -> t
         valid = headline(evaluate_model(model, data, "valid", device), cfg)
         history["epoch"].append(epoch + 1)
         history["valid_" + HEADLINE].append(round(valid, 5))
-        epochs.set_postfix(loss=f"{loss.item():.3f}", valid_ndcg10=f"{valid:.4f}")
+        epochs.set_postfix(loss=f"{loss:.3f}", valid_ndcg10=f"{valid:.4f}")
         if valid > best:
             best, best_epoch = valid, epoch + 1
             best_state = copy.deepcopy(model.state_dict())
-        elif epoch + 1 - best_epoch >= cfg.patience or step >= total:
-            break
-        if step >= total:
+        if step >= total or epoch + 1 - best_epoch >= cfg.patience:
             break
     model.load_state_dict(best_state)
     results = {
@@ -185,14 +175,23 @@ def train(cfg: Config, data: Prepared | None = None, progress: bool = True) -> t
         "tokens_per_second": round(tokens / max(train_seconds, 1e-9)),
         "params": sum(p.numel() for p in model.parameters()),
         "history": history,
-        **_final_metrics(lambda s: evaluate_model(model, data, s, device)),
+        "valid": evaluate_model(model, data, "valid", device),
+        "test": evaluate_model(model, data, "test", device),
         **_run_facts(cfg, data, device),
     }
     return model, results
 
 
-def _final_metrics(evaluate_split) -> dict:
-    return {"valid": evaluate_split("valid"), "test": evaluate_split("test")}
+def train_step(model, loss_fn, optimizer, scheduler, batch: Batch, cfg: Config) -> float:
+    """One AdamW step on `batch` (bf16 autocast if configured, gradient clipping); the loss."""
+    with torch.autocast(batch.tokens.device.type, torch.bfloat16, enabled=cfg.bf16):
+        loss = loss_fn(batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return loss.item()
 
 
 def _run_facts(cfg: Config, data: Prepared, device) -> dict:
@@ -305,4 +304,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main() and 0)
+    main()
