@@ -67,3 +67,21 @@ def test_flex_attention_matches_reference_on_cuda(kind):
     ref_grads = torch.autograd.grad(ref.sum(), (q, k, v))
     for a, b in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(a, b, atol=2e-3, rtol=2e-3)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_flex_block_mask_forward_matches_reference_on_cpu(kind):
+    """Uncompiled FlexAttention runs forward on CPU: the BlockMask path gives the reference's output."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    from iam_tutorial.attention import flex_block_mask
+
+    item_index = torch.cat([ITEM_INDEX] * 13, dim=1)[:, :128]  # BlockMask blocks are 128 wide
+    q, k, v = (
+        torch.randn(2, 2, 128, 8, generator=torch.Generator().manual_seed(i)) for i in range(3)
+    )
+    out = flex_attention(q, k, v, block_mask=flex_block_mask(kind, item_index))
+    torch.testing.assert_close(
+        out, attend(q, k, v, allow_mask(kind, item_index)), atol=1e-5, rtol=1e-5
+    )
