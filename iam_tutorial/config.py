@@ -26,7 +26,7 @@ class Config:
     n_head: int = 2  # attention heads
     n_embd: int = 64  # model width
     dropout: float = 0.0  # dropout (0 keeps SDPA on its fast CPU path)
-    item_head: str = "id"  # output item table: "id" (learned) or "tied" (mean of its token embeddings)
+    item_head: str = "id"  # item table: "id" (learned) or "tied" (mean of its token embeddings)
     attn_impl: str = "sdpa"  # "sdpa", "einops" (reference) or "flex" (CUDA only)
     # Optimisation.
     batch_size: int = 32  # users per step
