@@ -20,6 +20,7 @@ import pandas as pd
 from iam_tutorial.config import Config, get_config
 from iam_tutorial.data.movielens import leave_one_out, load_sequences
 from iam_tutorial.metrics import PROTOCOL
+from iam_tutorial.model import layer_plan
 from iam_tutorial.paths import results_dir
 from iam_tutorial.train import run
 from iam_tutorial.viz import save_fig
@@ -63,6 +64,25 @@ def tidy(results: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def distinct_plans(plans, cfg: Config, log=print) -> list[str]:
+    """`plans` less those whose layers equal an earlier plan's at this depth, which would only
+    repeat its numbers (at 2 blocks, hatllm's (1, 0, 1) split and iam-alt are both intra, inter)."""
+    kept, seen = [], {}  # seen: layers -> plan
+    for plan in plans:
+        if plan in ("popularity", "sasrec"):  # baselines have no mask plan to compare
+            kept.append(plan)
+            continue
+        layers = tuple(layer_plan(plan, cfg.n_layer, cfg.hatllm_split))
+        if layers in seen:
+            log(
+                f"note: {plan} = {seen[layers]} at n_layer={cfg.n_layer} (same layers): trained once"
+            )
+            continue
+        seen[layers] = plan
+        kept.append(plan)
+    return kept
+
+
 def run_comparison(
     mode: str | None = None,
     plans=COMPARE_PLANS,
@@ -76,6 +96,7 @@ def run_comparison(
     complete); returns the tidy table and writes it to <out_dir>/comparison.csv."""
     base = get_config(mode, **overrides)
     out_dir = Path(out_dir or results_dir() / base.mode)
+    plans = distinct_plans(plans, base)
     split = leave_one_out(load_sequences(base.n_users))  # loaded once, shared by every cell
     results = [
         run_cell(dataclasses.replace(base, plan=plan, seed=seed), out_dir, redo, split, progress)

@@ -39,3 +39,16 @@ def test_plot_comparison(env):
     )
     fig = compare.plot_comparison(table, "title")
     assert [ax.get_title() for ax in fig.axes[:2]] == ["HR@10", "NDCG@10"]
+
+
+def test_plans_with_identical_layers_are_trained_once():
+    from iam_tutorial.config import get_config
+
+    notes = []
+    two = compare.distinct_plans(
+        compare.COMPARE_PLANS, get_config("quick", n_layer=2), notes.append
+    )
+    assert "iam-alt" not in two and "hatllm" in two and "iam-alt" in notes[0]
+    assert compare.distinct_plans(compare.COMPARE_PLANS, get_config("quick", n_layer=4)) == list(
+        compare.COMPARE_PLANS
+    )
