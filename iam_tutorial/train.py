@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import platform
 import resource
 import time
@@ -143,7 +144,8 @@ def train(cfg: Config, data: Prepared | None = None, progress: bool = True) -> t
     generator = torch.Generator().manual_seed(cfg.seed)
     history = {"step": [], "loss": [], "epoch": [], "valid_" + HEADLINE: []}
     best, best_state, best_epoch, step, tokens, train_seconds = -1.0, None, 0, 0, 0, 0.0
-    epochs = tqdm(range(cfg.max_epochs), desc=f"{cfg.plan} seed {cfg.seed}", disable=not progress)
+    quiet = not progress or os.environ.get("TQDM_DISABLE", "0") not in ("", "0")  # nbval sets it
+    epochs = tqdm(range(cfg.max_epochs), desc=f"{cfg.plan} seed {cfg.seed}", disable=quiet)
     for epoch in epochs:
         start = time.perf_counter()
         epoch_batch = data.train_batch(generator)
