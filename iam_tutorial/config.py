@@ -35,7 +35,9 @@ class Config:
     warmup_frac: float = 0.05  # fraction of steps spent in linear warmup, then cosine decay
     grad_clip: float = 1.0  # max global gradient norm
     max_epochs: int = 15  # upper bound; early stopping may end sooner
-    patience: int = 4  # epochs without a better validation NDCG@10 before stopping
+    # Epochs without a better validation NDCG@10 before stopping. QUICK trains every plan the same
+    # 15 epochs (one noisy early epoch must not end a run) and keeps its best validation epoch.
+    patience: int = 15
     max_steps: int | None = None  # hard step cap (tests and smoke runs); None = no cap
     eval_batch_size: int = 128  # users per evaluation batch
     exclude_seen: bool = True  # headline metrics rank only items outside the input history
