@@ -75,7 +75,9 @@ def main():
 
     def build(plan, impl="sdpa"):
         cfg = dataclasses.replace(base, plan=plan, attn_impl=impl)
-        return ItemGPT(cfg, serializer, n_items).to(device)
+        return ItemGPT(cfg, serializer.vocab_size, serializer.item_words()[: n_items + 1]).to(
+            device
+        )
 
     plans = ("token", "hatllm", "iam-alt", "iam", "control")
     variants = {plan: build(plan) for plan in plans}

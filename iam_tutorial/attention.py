@@ -9,20 +9,31 @@ rules out entirely. tests/test_attention.py proves they agree, values and gradie
 
 import torch
 import torch.nn.functional as F
-from einops import einsum, rearrange
+from einops import einsum, rearrange, repeat
 
-from iam_tutorial.masks import allow_rule
+from iam_tutorial.masks import HEAD_SPLITS, allow_rule
+
+
+def per_head(allow: torch.Tensor, n_head: int) -> torch.Tensor:
+    """allow (batch query key) -> (batch 1 query key), shared by every head; a head-split mask
+    (batch group query key) -> (batch head query key), each group of heads with its own mask."""
+    if allow.dim() == 3:
+        return rearrange(allow, "batch query key -> batch 1 query key")
+    group = allow.shape[1]
+    if n_head % group:
+        raise ValueError(f"{n_head} heads cannot be split into {group} equal groups.")
+    return repeat(
+        allow, "batch group query key -> batch (group head) query key", head=n_head // group
+    )
 
 
 def attend(q, k, v, allow, return_attn: bool = False):
     """Reference attention. Shapes: q (batch head query dim), k v (batch head key dim),
-    allow (batch query key) bool, True = may attend -> out (batch head query dim)
+    allow (batch query key) or (batch group query key) bool, True = may attend -> out (batch head query dim)
     [, attn (batch head query key)]. Every row of `allow` must have a True (masks.py ensures it)."""
     scores = einsum(q, k, "batch head query dim, batch head key dim -> batch head query key")
     scores = scores * q.shape[-1] ** -0.5
-    scores = scores.masked_fill(
-        ~rearrange(allow, "batch query key -> batch 1 query key"), -torch.inf
-    )
+    scores = scores.masked_fill(~per_head(allow, q.shape[1]), -torch.inf)
     attn = scores.softmax(dim=-1)
     out = einsum(attn, v, "batch head query key, batch head key dim -> batch head query dim")
     return (out, attn) if return_attn else out
@@ -30,11 +41,11 @@ def attend(q, k, v, allow, return_attn: bool = False):
 
 def attend_sdpa(q, k, v, allow, dropout_p: float = 0.0):
     """Fused attention on the same boolean mask (True = may attend); same shapes as `attend`."""
-    mask = rearrange(allow, "batch query key -> batch 1 query key")
+    mask = per_head(allow, q.shape[1])
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
 
 
-def flex_block_mask(kind: str, item_index: torch.Tensor):
+def flex_block_mask(kind: str, item_index: torch.Tensor, n_head: int = 1):
     """A FlexAttention BlockMask for mask `kind` over item_index (batch token).
 
     Built from the very `allow_rule` the dense masks use, so both paths mean the same thing;
@@ -42,10 +53,24 @@ def flex_block_mask(kind: str, item_index: torch.Tensor):
     """
     from torch.nn.attention.flex_attention import create_block_mask
 
-    def mask_mod(b, h, q_idx, kv_idx):
+    def rule(kind, b, q_idx, kv_idx):
         return allow_rule(kind, item_index[b, q_idx], item_index[b, kv_idx], q_idx, kv_idx)
 
     batch, tokens = item_index.shape
+    if kind in HEAD_SPLITS:  # first half of the heads: first kind; second half: second kind
+        first, second = HEAD_SPLITS[kind]
+
+        def mask_mod(b, h, q_idx, kv_idx):
+            in_first = h < n_head // 2
+            return torch.where(
+                in_first, rule(first, b, q_idx, kv_idx), rule(second, b, q_idx, kv_idx)
+            )
+
+        return create_block_mask(mask_mod, batch, n_head, tokens, tokens, device=item_index.device)
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return rule(kind, b, q_idx, kv_idx)
+
     return create_block_mask(mask_mod, batch, None, tokens, tokens, device=item_index.device)
 
 

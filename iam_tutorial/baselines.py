@@ -1,7 +1,8 @@
 """Baselines in the same harness: most-popular items, and SASRec with item-ID embeddings.
 
 SASRec (Kang & McAuley, 2018) is the token plan over a one-token-per-item serialization with its
-item table tied to the input embedding, so it shares every line of model and trainer code.
+item table tied to the input embedding (`pipeline.sasrec_config`), so it shares every line of model
+and trainer code; the popularity baseline is scored and ranked exactly like the trained models.
 """
 
 import dataclasses
@@ -9,6 +10,8 @@ import dataclasses
 import torch
 
 from iam_tutorial.config import Config
+from iam_tutorial.metrics import metrics_from_ranks, protocol, rank_targets
+from iam_tutorial.pipeline import load_split
 
 
 def popularity_counts(train: list[list[int]], n_items: int) -> torch.Tensor:
@@ -24,6 +27,25 @@ def popularity_scorer(counts: torch.Tensor):
     return lambda rows: counts.expand(len(rows), -1)
 
 
-def sasrec_config(cfg: Config) -> Config:
-    """SASRec-ID: one token per item (positions = items + BOS), item table tied to embeddings."""
-    return dataclasses.replace(cfg, plan="sasrec", item_head="tied", max_tokens=cfg.max_items + 1)
+def run_popularity(cfg: Config, split=None) -> dict:
+    """Most-popular unseen items: metrics and per-user ranks, like a trained model's results."""
+    split = split or load_split(cfg)
+    scorer = popularity_scorer(popularity_counts(split.train, split.n_items))
+    ranks = {
+        s: rank_targets(scorer, split.histories(s)[0], getattr(split, s)) for s in ("valid", "test")
+    }
+    cfg = dataclasses.replace(cfg, plan="popularity")
+    return {
+        "plan": "popularity",
+        "seed": cfg.seed,
+        "config": dataclasses.asdict(cfg),
+        "protocol": protocol() + " · popularity counted on the training parts",
+        "data": {"source": split.source, "users": len(split.users), "items": split.n_items},
+        "params": 0,
+        "train_seconds": 0.0,
+        "epochs": 0,
+        "best_epoch": 0,
+        "converged": True,
+        **{s: {p: metrics_from_ranks(r) for p, r in ranks[s].items()} for s in ranks},
+        "ranks": {s: {p: r.tolist() for p, r in ranks[s].items()} for s in ranks},
+    }

@@ -1,11 +1,12 @@
-"""Item-aware vs token-level attention: every plan x seed on identical data, budget and seeds.
+"""Item-aware vs token-level attention: every plan x item input x seed, on identical data and budget.
 
-  python -m iam_tutorial.compare --mode quick
+  python -m iam_tutorial.compare --mode quick [--parallel 2]
 
-Each (plan, seed) cell is written to results/<mode>/runs/ as soon as it finishes and is skipped on
-a re-run while its config is unchanged (`--redo` retrains), so an interrupted run loses nothing.
-The tidy table (plan, seed, split, protocol, metric, value, params, train_seconds) goes to
-results/<mode>/comparison.csv, and the mean +- std per plan is printed with its protocol.
+Each cell (plan, item input, seed) is written to <out>/runs/ as soon as it finishes and is reused
+on a re-run only while both its config and the package's code are unchanged (`--redo` retrains), so
+an interrupted run loses nothing. The verdicts come from `stats.py`: a 95% CI of the relative
+NDCG@10 change from a two-level bootstrap (seeds, then users), "better"/"worse" only when it
+excludes zero.
 """
 
 import argparse
@@ -13,55 +14,99 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
 from pathlib import Path
 
 import pandas as pd
+from tqdm.auto import tqdm
 
+from iam_tutorial.cli import add_config_args, config_from_args, fail, guarded
 from iam_tutorial.config import Config, get_config
-from iam_tutorial.data.movielens import leave_one_out, load_sequences
-from iam_tutorial.metrics import PROTOCOL
-from iam_tutorial.model import layer_plan
-from iam_tutorial.paths import results_dir
+from iam_tutorial.metrics import protocol
+from iam_tutorial.paths import REPO_ROOT, results_dir
+from iam_tutorial.pipeline import load_split
+from iam_tutorial.plans import COMPARE_PLANS, PLANS, describe, layer_plan
+from iam_tutorial.stats import PAIRS, verdicts
 from iam_tutorial.train import run
-from iam_tutorial.viz import save_fig
 
-COMPARE_PLANS = ("popularity", "sasrec", "token", "control", "hatllm", "iam", "iam-alt")
 REPORTED = ("HR@10", "NDCG@10")
+CODE_DIR = REPO_ROOT / "iam_tutorial"
+PRESENTATION = ("compare.py", "viz.py", "stats.py", "analysis.py", "__init__.py", "notebook.py")
+
+
+def cell_name(cfg: Config) -> str:
+    """'iam' (text items), 'iam+id' (text + ID), 'sasrec', 'popularity'."""
+    text = cfg.plan in PLANS and PLANS[cfg.plan].text
+    return cfg.plan + ("+id" if text and cfg.item_input == "text+id" else "")
+
+
+def code_hash() -> str:
+    """A hash of the package code that decides a cell's numbers (not its plots or tables)."""
+    h = hashlib.sha1()
+    for path in sorted(CODE_DIR.rglob("*.py")):
+        if path.name not in PRESENTATION:
+            h.update(path.relative_to(CODE_DIR).as_posix().encode() + path.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def fingerprint(cfg: Config) -> str:
-    """A short hash of the whole config: a stored cell is reused only if it matches."""
-    text = json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+    """A short hash of the whole config and the code: a stored cell is reused only if it matches."""
+    text = json.dumps({"config": dataclasses.asdict(cfg), "code": code_hash()}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def run_cell(cfg: Config, out_dir: Path, redo: bool = False, split=None, progress=True) -> dict:
-    """Results of one (plan, seed): read back if stored with the same config, else trained."""
-    path = out_dir / "runs" / f"{cfg.plan}_seed{cfg.seed}.json"
-    if path.exists() and not redo:
+def cell_path(cfg: Config, out_dir: Path) -> Path:
+    return Path(out_dir) / "runs" / f"{cell_name(cfg)}_seed{cfg.seed}.json"
+
+
+def stored_cell(cfg: Config, out_dir: Path) -> dict | None:
+    """The stored results of a cell if its config and code match, else None."""
+    path = cell_path(cfg, out_dir)
+    if path.exists():
         stored = json.loads(path.read_text())
         if stored.get("fingerprint") == fingerprint(cfg):
             return stored
-    text = json.dumps({**run(cfg, progress=progress, split=split), "fingerprint": fingerprint(cfg)},
-                      indent=1, sort_keys=True)  # fmt: skip
+    return None
+
+
+def write_cell(cfg: Config, results: dict, out_dir: Path) -> dict:
+    """Write one cell atomically (a killed run never leaves a half-written file); returns it as a
+    later run reads it back."""
+    results = {**results, "cell": cell_name(cfg), "fingerprint": fingerprint(cfg)}
+    path = cell_path(cfg, out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
+    text = json.dumps(results, indent=1, sort_keys=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(text)
-    os.replace(tmp, path)  # atomic: a killed run never leaves a half-written cell
-    return json.loads(text)  # exactly what a later run reads back
+    os.replace(tmp, path)
+    return json.loads(text)
 
 
-def tidy(results: list[dict]) -> pd.DataFrame:
-    """One row per (plan, seed, split, protocol, metric)."""
-    rows = [
-        {"plan": r["plan"], "seed": r["seed"], "split": split, "protocol": protocol,
-         "metric": metric, "value": value, "params": r["params"], "train_seconds": r["train_seconds"]}
-        for r in results
-        for split in ("valid", "test")
-        for protocol, metrics in r[split].items()
-        for metric, value in metrics.items()
-    ]  # fmt: skip
-    return pd.DataFrame(rows)
+def train_cell(cfg: Config, out_dir: Path, split=None, threads: int | None = None) -> dict:
+    """Train one cell and store it (a worker process's job: it pins its own thread count)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return write_cell(cfg, run(cfg, progress=False, split=split), out_dir)
+
+
+def cells(base: Config, plans, inputs, seeds) -> list[Config]:
+    """Every distinct (plan, item input, seed), seed-major so each finished seed is complete.
+    Baselines have one item form; a plan whose layers equal an earlier plan's is trained once."""
+    out, seen = [], set()
+    for seed in seeds:
+        for plan in distinct_plans(plans, base, log=(print if seed == seeds[0] else None)):
+            text = plan in PLANS and PLANS[plan].text
+            for item_input in inputs if text else ("text",):
+                cfg = dataclasses.replace(base, plan=plan, item_input=item_input, seed=seed)
+                if (cell_name(cfg), seed) not in seen:
+                    seen.add((cell_name(cfg), seed))
+                    out.append(cfg)
+    return out
 
 
 def distinct_plans(plans, cfg: Config, log=print) -> list[str]:
@@ -69,116 +114,180 @@ def distinct_plans(plans, cfg: Config, log=print) -> list[str]:
     repeat its numbers (at 2 blocks, hatllm's (1, 0, 1) split and iam-alt are both intra, inter)."""
     kept, seen = [], {}  # seen: layers -> plan
     for plan in plans:
-        if plan in ("popularity", "sasrec"):  # baselines have no mask plan to compare
+        if plan not in PLANS or not PLANS[plan].text:  # baselines have no mask plan to compare
             kept.append(plan)
             continue
         layers = tuple(layer_plan(plan, cfg.n_layer, cfg.hatllm_split))
         if layers in seen:
-            log(
-                f"note: {plan} = {seen[layers]} at n_layer={cfg.n_layer} (same layers): trained once"
-            )
+            if log:
+                log(
+                    f"note: {plan} = {seen[layers]} at n_layer={cfg.n_layer} (same layers): trained once"
+                )
             continue
         seen[layers] = plan
         kept.append(plan)
     return kept
 
 
-def run_comparison(
-    mode: str | None = None,
-    plans=COMPARE_PLANS,
-    seeds=None,
-    out_dir: Path | None = None,
-    redo: bool = False,
-    progress: bool = True,
-    **overrides,
-) -> pd.DataFrame:
-    """Train and evaluate every plan for every seed (seed-major, so each finished seed is
-    complete); returns the tidy table and writes it to <out_dir>/comparison.csv."""
+def run_comparison(mode=None, plans=COMPARE_PLANS, seeds=None, out_dir=None, redo=False,
+                   progress=True, inputs=None, parallel=1, **overrides) -> pd.DataFrame:  # fmt: skip
+    """Train (or reuse) every cell, then write and return the tidy table (<out>/comparison.csv).
+    With `parallel` > 1 the cells run in that many processes, the cores shared among them."""
     base = get_config(mode, **overrides)
     out_dir = Path(out_dir or results_dir() / base.mode)
-    plans = distinct_plans(plans, base)
-    split = leave_one_out(load_sequences(base.n_users))  # loaded once, shared by every cell
-    results = [
-        run_cell(dataclasses.replace(base, plan=plan, seed=seed), out_dir, redo, split, progress)
-        for seed in (seeds if seeds is not None else base.seeds)
-        for plan in plans
-    ]
-    table = tidy(results)
+    todo = cells(
+        base, plans, inputs or base.item_inputs, list(seeds if seeds is not None else base.seeds)
+    )
+    done = {id(c): stored_cell(c, out_dir) if not redo else None for c in todo}
+    missing = [c for c in todo if done[id(c)] is None]
+    if len(missing) < len(todo):
+        print(
+            f"reused {len(todo) - len(missing)} stored cells from {out_dir / 'runs'} (same config and code)"
+        )
+    if missing:
+        split = load_split(base)  # loaded once, shared by every cell
+        bar = tqdm(total=len(missing), desc="cells", unit="cell", disable=not progress)
+        try:
+            for cfg, result in _train_all(missing, out_dir, split, parallel):
+                done[id(cfg)] = result
+                bar.set_postfix_str(f"{cell_name(cfg)} seed {cfg.seed}")
+                bar.update()
+        except KeyboardInterrupt:
+            print(
+                f"\ninterrupted: finished cells are in {out_dir / 'runs'}; re-run to resume",
+                file=sys.stderr,
+            )
+            raise
+        bar.close()
+    table = tidy([done[id(c)] for c in todo])
+    out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "comparison.csv", index=False, float_format="%.6f")
     return table
 
 
-def summarize(table: pd.DataFrame, split="test", protocol="seen_excluded", metrics=REPORTED):
-    """Mean and std over seeds per plan, as 'mean +- std' strings, plans in table order."""
+def _train_all(missing: list[Config], out_dir: Path, split, parallel: int):
+    """Yield (cfg, results) as cells finish: in this process, or in `parallel` workers."""
+    if parallel <= 1:
+        for cfg in missing:
+            yield cfg, train_cell(cfg, out_dir, split)
+        return
+    threads = max(1, int(os.environ.get("IAM_THREADS") or (os.cpu_count() or 1) // parallel))
+    with ProcessPoolExecutor(parallel, mp_context=get_context("spawn")) as pool:
+        running = {pool.submit(train_cell, c, out_dir, split, threads): c for c in missing}
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield running.pop(future), future.result()
+
+
+def tidy(results: list[dict]) -> pd.DataFrame:
+    """One row per (cell, seed, split, protocol, metric), with the cell's facts."""
+    rows = [
+        {"cell": r.get("cell", r["plan"]), "plan": r["plan"],
+         "item_input": r["config"].get("item_input", "text"), "seed": r["seed"], "split": split,
+         "protocol": proto, "metric": metric, "value": value, "params": r["params"],
+         "train_seconds": r["train_seconds"], "epochs": r.get("epochs", 0),
+         "best_epoch": r.get("best_epoch", 0), "converged": r.get("converged", True)}
+        for r in results
+        for split in ("valid", "test")
+        for proto, metrics in r[split].items()
+        for metric, value in metrics.items()
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def load_cells(out_dir: Path) -> list[dict]:
+    """Every stored cell of a comparison folder, whatever code produced it (for reading only)."""
+    return [json.loads(p.read_text()) for p in sorted((Path(out_dir) / "runs").glob("*.json"))]
+
+
+def summarize(table: pd.DataFrame, split="test", protocol="seen_excluded", metrics=REPORTED,
+              n_layer: int | None = None) -> pd.DataFrame:  # fmt: skip
+    """Per cell: mean ± std over seeds of each metric, seeds, epochs-to-best, convergence, params."""
     rows = table[(table.split == split) & (table.protocol == protocol) & table.metric.isin(metrics)]
-    stats = rows.groupby(["plan", "metric"], sort=False)["value"].agg(["mean", "std", "count"])
-    cells = stats.apply(
+    stats = rows.groupby(["cell", "metric"], sort=False)["value"].agg(["mean", "std", "count"])
+    cells_ = stats.apply(
         lambda r: f"{r['mean']:.4f} ± {0 if pd.isna(r['std']) else r['std']:.4f}", axis=1
     )
-    out = cells.unstack("metric")[list(metrics)]
-    out["seeds"] = stats["count"].unstack("metric").iloc[:, 0]
-    out["params"] = rows.groupby("plan", sort=False)["params"].first()
-    out["train s/run"] = (
-        rows.groupby("plan", sort=False)["train_seconds"].mean().round(0).astype(int)
-    )
+    out = cells_.unstack("metric")[list(metrics)]
+    one = rows[rows.metric == metrics[0]].groupby("cell", sort=False)
+    out["seeds"] = one["seed"].count()
+    out["best epoch"] = one["best_epoch"].agg(lambda e: "/".join(str(int(x)) for x in e))
+    out["converged"] = one["converged"].agg(lambda c: f"{int(c.sum())}/{len(c)}")
+    out["params"] = one["params"].first()
+    if n_layer:
+        out.insert(0, "layers", [layers_of(c, n_layer) for c in out.index])
     return out
 
 
-def relative_change(table: pd.DataFrame, plan: str, reference: str, metric="NDCG@10",
-                    split="test", protocol="seen_excluded") -> pd.Series:  # fmt: skip
-    """Per-seed relative change (plan / reference - 1) of `metric`, paired by seed."""
-    rows = table[(table.split == split) & (table.protocol == protocol) & (table.metric == metric)]
-    values = rows.pivot(index="seed", columns="plan", values="value")
-    return values[plan] / values[reference] - 1
+def layers_of(cell: str, n_layer: int, hatllm_split=None) -> str:
+    plan = cell.removesuffix("+id")
+    return describe(layer_plan(plan, n_layer, hatllm_split)) if plan in PLANS else "—"
 
 
-def protocol_line(mode: str, table: pd.DataFrame, split="test") -> str:
+def protocol_line(base: Config, table: pd.DataFrame, split="test", seen="seen_excluded") -> str:
     seeds = sorted(table.seed.unique().tolist())
-    return (f"{mode.upper()} · {split} · {PROTOCOL}, seen items excluded · "
-            f"mean ± std over seeds {seeds}")  # fmt: skip
+    return f"{base.mode.upper()} · " + protocol(split, seen, users=_users(base), seeds=seeds,
+                                                 epochs=f"≤ {base.max_epochs}, patience {base.patience}")  # fmt: skip
 
 
-def plot_comparison(table: pd.DataFrame, title: str = "", split="test", protocol="seen_excluded"):
-    """HR@10 and NDCG@10 per plan: every seed as a dot, mean +- std as a bar."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    rows = table[(table.split == split) & (table.protocol == protocol)]
-    fig, axes = plt.subplots(1, len(REPORTED), figsize=(5 * len(REPORTED), 3.6), sharey=False)
-    for ax, metric in zip(axes, REPORTED, strict=True):
-        data = rows[rows.metric == metric]
-        sns.barplot(data=data, x="plan", y="value", errorbar="sd", color="0.85", ax=ax)
-        sns.stripplot(data=data, x="plan", y="value", hue="seed", palette="deep", size=5, ax=ax)
-        ax.set(title=metric, xlabel="", ylabel=metric)
-        ax.tick_params(axis="x", rotation=30)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
+def _users(cfg: Config) -> str:
+    return f"1..{cfg.n_users}" if cfg.n_users else "all 6,040"
 
 
+def report(base: Config, results: list[dict], table: pd.DataFrame) -> str:
+    """The printed report: protocol, the table per cell, then every verdict with its CI."""
+    lines = [protocol_line(base, table), summarize(table, n_layer=base.n_layer).to_string(), ""]
+    lines.append("relative NDCG@10 change, 95% CI from a two-level bootstrap (seeds, then users):")
+    lines.append(verdicts(results, PAIRS).to_string(index=False))
+    flagged = table[~table.converged.astype(bool)][["cell", "seed"]].drop_duplicates()
+    if len(flagged):
+        lines.append(f"not converged (best epoch = last epoch): {len(flagged)} cells: "
+                     + ", ".join(f"{c} seed {s}" for c, s in flagged.itertuples(index=False)))  # fmt: skip
+    return "\n".join(lines)
+
+
+@guarded
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", default=None, help="quick (CPU) or full (one GPU)")
-    parser.add_argument("--plans", nargs="*", default=list(COMPARE_PLANS))
-    parser.add_argument("--seeds", nargs="*", type=int, default=None)
-    parser.add_argument("--redo", action="store_true", help="retrain cells already stored")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
-    table = run_comparison(args.mode, args.plans, args.seeds, args.out, args.redo)
-    mode = get_config(args.mode).mode
-    print(protocol_line(mode, table))
-    print(summarize(table).to_string())
-    for plan in ("iam", "hatllm"):
-        for reference in ("token", "control"):
-            if {plan, reference} <= set(table.plan):
-                change = relative_change(table, plan, reference)
-                print(
-                    f"{plan} vs {reference}: NDCG@10 {change.mean():+.1%} ± {change.std():.1%} (per-seed)"
-                )
-    print(
-        "figure:",
-        save_fig(plot_comparison(table, protocol_line(mode, table)), f"04_comparison_{mode}"),
+    from iam_tutorial.viz import plot_comparison, save_fig
+
+    parser = argparse.ArgumentParser(
+        prog="python -m iam_tutorial.compare", description=__doc__.splitlines()[0]
     )
+    add_config_args(parser)
+    parser.add_argument("--plans", nargs="*", default=list(COMPARE_PLANS), help="plans to compare")
+    parser.add_argument("--inputs", nargs="*", default=None, help="item inputs: text, text+id")
+    parser.add_argument(
+        "--seeds", nargs="*", type=int, default=None, help="seeds (default: the preset's)"
+    )
+    parser.add_argument(
+        "--parallel", type=int, default=1, help="cells trained at once, in processes"
+    )
+    parser.add_argument("--redo", action="store_true", help="retrain cells already stored")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="results folder (default results/<mode>)"
+    )
+    args = parser.parse_args(argv)
+    base = config_from_args(args, parser)
+    out_dir = args.out or results_dir() / base.mode
+    if out_dir.exists() and not out_dir.is_dir():
+        fail(f"--out {out_dir} is a file; give a folder for the results.")
+    if args.parallel < 1:
+        fail(f"--parallel must be >= 1, got {args.parallel}.")
+    start = time.perf_counter()
+    overrides = {k: v for k, v in dataclasses.asdict(base).items() if k != "mode"}
+    table = run_comparison(base.mode, args.plans, args.seeds, out_dir, args.redo, inputs=args.inputs,
+                           parallel=args.parallel, **overrides)  # fmt: skip
+    results = [json.loads(p.read_text()) for p in _cell_paths(table, out_dir)]
+    print(report(base, results, table))
+    fig = plot_comparison(table, protocol_line(base, table))
+    print("figure:", save_fig(fig, "comparison", folder=out_dir))
+    print(f"wall: {time.perf_counter() - start:.0f} s")
+
+
+def _cell_paths(table: pd.DataFrame, out_dir: Path) -> list[Path]:
+    pairs = table[["cell", "seed"]].drop_duplicates().itertuples(index=False)
+    return [Path(out_dir) / "runs" / f"{c}_seed{s}.json" for c, s in pairs]
 
 
 if __name__ == "__main__":

@@ -6,9 +6,12 @@ QUICK runs on a laptop CPU on real MovieLens-1M users 1..N; FULL is derived from
 
 import dataclasses
 import os
+import re
+import types
+import typing
 from dataclasses import dataclass
 
-MODES = ("quick", "full")
+MODES = ("quick", "reference", "full")
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,9 @@ class Config:
     max_tokens: int = 224  # token budget of one serialized history, BOS included
     vocab_size: int = 2048  # ByteLevel BPE vocabulary trained on the item texts
     # Model.
+    backbone: str = (
+        "scratch"  # "scratch", or a Hugging Face decoder name/folder (see pretrained.py)
+    )
     plan: str = "iam"  # attention layer plan: token, control, hatllm, iam, iam-alt, sasrec
     hatllm_split: tuple[int, int, int] | None = None  # (intra, causal, inter) layers; None = auto
     n_layer: int = 2  # transformer blocks
@@ -27,6 +33,7 @@ class Config:
     n_embd: int = 64  # model width
     dropout: float = 0.0  # dropout (0 keeps SDPA on its fast CPU path)
     item_head: str = "id"  # item table: "id" (learned) or "tied" (mean of its token embeddings)
+    item_input: str = "text"  # "text", or "text+id": each token also gets its item's ID vector
     attn_impl: str = "sdpa"  # "sdpa", "einops" (reference) or "flex" (CUDA only)
     # Optimisation.
     batch_size: int = 32  # users per step
@@ -34,23 +41,102 @@ class Config:
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     warmup_frac: float = 0.05  # fraction of steps spent in linear warmup, then cosine decay
     grad_clip: float = 1.0  # max global gradient norm
-    max_epochs: int = 15  # upper bound; early stopping may end sooner
-    # Epochs without a better validation NDCG@10 before stopping. QUICK trains every plan the same
-    # 15 epochs (one noisy early epoch must not end a run) and keeps its best validation epoch.
-    patience: int = 15
+    # An epoch trains every training transition once (pipeline.epoch_windows).
+    train_horizon: int | None = None  # train on each user's most recent N + 1 items; None = all
+    max_epochs: int = 15  # upper bound of the shared schedule; early stopping may end sooner
+    patience: int = 3  # epochs without a better validation NDCG@10 before stopping
     max_steps: int | None = None  # hard step cap (tests and smoke runs); None = no cap
     eval_batch_size: int = 128  # users per evaluation batch
     exclude_seen: bool = True  # headline metrics rank only items outside the input history
     # Runtime.
     seed: int = 0  # seeds python, numpy and torch
     seeds: tuple[int, ...] = (0, 1, 2)  # seeds of a comparison run
+    item_inputs: tuple[str, ...] = ("text", "text+id")  # item inputs a comparison runs
     device: str = "auto"  # "auto" picks CUDA when present
     bf16: bool = False  # bf16 autocast (GPU)
     compile: bool = False  # torch.compile the model (GPU)
 
+    def __post_init__(self):
+        check_config(self)
+
     def __str__(self) -> str:
         fields = sorted(dataclasses.asdict(self).items())
         return "Config(" + ", ".join(f"{k}={v}" for k, v in fields) + ")"
+
+
+class ConfigError(ValueError):
+    """A config value of the wrong type or out of range; the message names the field and fix."""
+
+
+POSITIVE = ("max_items", "max_tokens", "vocab_size", "n_layer", "n_head", "n_embd", "batch_size",
+            "max_epochs", "patience", "eval_batch_size")  # fmt: skip
+CHOICES = {"item_head": ("id", "tied"), "item_input": ("text", "text+id", "id"),
+           "attn_impl": ("sdpa", "einops", "flex")}  # fmt: skip
+
+
+def _has_type(value, annotation) -> bool:
+    """isinstance against a field annotation (int, float, int | None, tuple[int, ...])."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):
+        return any(_has_type(value, a) for a in args)
+    if annotation is type(None):
+        return value is None
+    if origin is tuple:
+        inner = args[:1] if args[-1:] == (Ellipsis,) else args
+        fits = (
+            args[-1:] == (Ellipsis,) or len(value) == len(args)
+            if isinstance(value, tuple)
+            else False
+        )
+        return fits and all(_has_type(v, inner[i % len(inner)]) for i, v in enumerate(value))
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+def check_config(cfg: "Config") -> None:
+    """Every value has its field's type and a usable range; raises ConfigError naming the fix."""
+    from iam_tutorial.plans import ALL_PLANS  # plans.py imports nothing of ours
+
+    def bad(name, why):
+        raise ConfigError(f"Config {name}={getattr(cfg, name)!r}: {why}.")
+
+    for f in dataclasses.fields(cfg):
+        if not _has_type(getattr(cfg, f.name), f.type):
+            bad(f.name, f"expected {getattr(f.type, '__name__', f.type)}")
+    for name in POSITIVE:
+        if getattr(cfg, name) < 1:
+            bad(name, "must be >= 1")
+    for name in ("n_users", "max_steps", "train_horizon"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
+            bad(
+                name,
+                "must be >= 1, or None for no limit"
+                if name != "n_users"
+                else "must be >= 1, or None for all 6,040 users",
+            )
+    if cfg.n_users is not None and cfg.n_users > 6040:
+        bad("n_users", "MovieLens-1M has 6,040 users")
+    ranges = {"lr": cfg.lr > 0, "dropout": 0 <= cfg.dropout < 1, "grad_clip": cfg.grad_clip > 0,
+              "warmup_frac": 0 <= cfg.warmup_frac < 1}  # fmt: skip
+    for name, ok in ranges.items():
+        if not ok:
+            bad(
+                name, "out of range (lr > 0, 0 <= dropout < 1, grad_clip > 0, 0 <= warmup_frac < 1)"
+            )
+    for name, choices in CHOICES.items():
+        if getattr(cfg, name) not in choices:
+            bad(name, f"choose one of {', '.join(choices)}")
+    if cfg.plan not in ALL_PLANS:
+        bad("plan", f"choose one of {', '.join(ALL_PLANS)}")
+    if not cfg.seeds:
+        bad("seeds", "a comparison needs at least one seed")
+    if not cfg.item_inputs or not set(cfg.item_inputs) <= {"text", "text+id"}:
+        bad("item_inputs", "choose from text, text+id")
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.device):
+        bad("device", "use auto, cpu, cuda, cuda:N or mps")
 
 
 QUICK = Config()

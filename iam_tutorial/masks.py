@@ -13,6 +13,8 @@ from einops import rearrange
 from iam_tutorial.serialize import GLOBAL, PADDING
 
 MASK_KINDS = ("causal", "intra", "inter")
+# A head-split sublayer: the first half of its heads use the first kind, the rest the second.
+HEAD_SPLITS = {"intra|inter": ("intra", "inter")}
 
 
 def allow_rule(kind: str, q_item, k_item, q_pos, k_pos):
@@ -35,7 +37,10 @@ def allow_rule(kind: str, q_item, k_item, q_pos, k_pos):
 
 
 def allow_mask(kind: str, item_index: torch.Tensor) -> torch.Tensor:
-    """Dense mask. Shapes: item_index (batch token) -> allow (batch query key), bool."""
+    """Dense mask. Shapes: item_index (batch token) -> allow (batch query key), bool; a head-split
+    kind ("intra|inter") gives (batch group query key), one mask per group of heads."""
+    if kind in HEAD_SPLITS:
+        return torch.stack([allow_mask(k, item_index) for k in HEAD_SPLITS[kind]], dim=1)
     pos = torch.arange(item_index.shape[-1], device=item_index.device)
     return allow_rule(
         kind,

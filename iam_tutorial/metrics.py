@@ -1,7 +1,8 @@
 """Full-catalog ranking metrics for leave-one-out evaluation: HR@k and NDCG@k.
 
 Every catalog item is ranked (no sampled negatives). By default the items of the user's input history
-are excluded from the ranking; `evaluate` reports both protocols in one pass.
+are excluded from the ranking; `evaluate` reports both protocols in one pass. Ties are pessimistic:
+an item scored equal to the target ranks ahead of it, so a tie never helps a target by its index.
 """
 
 # Axes: batch, item
@@ -13,14 +14,25 @@ import torch
 
 KS = (5, 10, 20)
 PROTOCOL = "leave-one-out, full-catalog ranking"
+TIE_RULE = "pessimistic ties (an item scored equal to the target ranks ahead of it)"
+SEEN = {"seen_excluded": "seen items excluded", "seen_included": "seen items included"}
+
+
+def protocol(split: str | None = None, seen: str = "seen_excluded", **facts) -> str:
+    """The one sentence every reported metric carries: split, protocol, seen items, ties, and any
+    facts given (users=1000, seeds=[0, 1], ...), e.g. 'test · leave-one-out, ... · users 1000'."""
+    parts = [split] if split else []
+    parts += [PROTOCOL, SEEN[seen], TIE_RULE]
+    parts += [f"{k.replace('_', ' ')} {v}" for k, v in facts.items()]
+    return " · ".join(parts)
 
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """0-based rank of each target among all items; ties go to the lower item index first, so
-    the rank is deterministic. Shapes: scores (batch item), targets (batch) -> (batch)."""
+    """0-based rank of each target among all items: the number of other items scored at least as
+    high (pessimistic ties). Shapes: scores (batch item), targets (batch) -> (batch)."""
     target_scores = scores.gather(1, targets[:, None])
     items = torch.arange(scores.shape[1], device=scores.device)
-    ahead = (scores > target_scores) | ((scores == target_scores) & (items < targets[:, None]))
+    ahead = (scores > target_scores) | ((scores == target_scores) & (items != targets[:, None]))
     return ahead.sum(1)
 
 

@@ -16,49 +16,10 @@ from einops import rearrange
 
 from iam_tutorial.attention import attend, attend_flex, attend_sdpa, flex_block_mask
 from iam_tutorial.masks import allow_mask
-from iam_tutorial.serialize import IGNORE, Batch, Serializer
+from iam_tutorial.plans import layer_plan
+from iam_tutorial.serialize import IGNORE, Batch
 
-PLANS = ("token", "control", "hatllm", "iam", "iam-alt", "sasrec")
-
-
-def layer_plan(plan: str, n_layer: int, hatllm_split=None) -> list[tuple[str, ...]]:
-    """The mask kind of every attention sublayer, block by block.
-
-    - token / sasrec: causal everywhere (the ordinary LLM / SASRec);
-    - hatllm: intra in the first a blocks, causal in the middle b, inter in the last c;
-    - iam: each block runs an intra sublayer, then an inter sublayer, then the MLP (our reading
-      of IAM's stacked design; the paper's exact placement is not public);
-    - iam-alt: the alternative IAM layout, one sublayer per block alternating intra, inter, ...;
-    - control: the iam block shape with both sublayers causal (parameter count matched exactly).
-    """
-    if n_layer < 1:
-        raise ValueError(f"n_layer must be >= 1, got {n_layer}.")
-    if plan in ("token", "sasrec"):
-        return [("causal",)] * n_layer
-    if plan == "control":
-        return [("causal", "causal")] * n_layer
-    if plan == "iam":
-        return [("intra", "inter")] * n_layer
-    if plan == "iam-alt":
-        if n_layer % 2:
-            raise ValueError(
-                f"iam-alt alternates intra/inter blocks: n_layer must be even, got {n_layer}."
-            )
-        return [("intra",), ("inter",)] * (n_layer // 2)
-    if plan == "hatllm":
-        a, b, c = hatllm_split or default_hatllm_split(n_layer)
-        if min(a, b, c) < 0 or a + b + c != n_layer:
-            raise ValueError(f"hatllm_split {(a, b, c)} must be >= 0 and sum to n_layer={n_layer}.")
-        return [("intra",)] * a + [("causal",)] * b + [("inter",)] * c
-    raise ValueError(f"Unknown layer plan {plan!r}: choose one of {', '.join(PLANS)}.")
-
-
-def default_hatllm_split(n_layer: int) -> tuple[int, int, int]:
-    """A quarter of the blocks intra, a quarter inter (at least one each), the rest causal."""
-    if n_layer < 2:
-        raise ValueError(f"hatllm needs n_layer >= 2 (an intra and an inter block), got {n_layer}.")
-    edge = max(1, round(n_layer / 4))
-    return edge, n_layer - 2 * edge, edge
+ITEM_INPUTS = ("text", "text+id", "id")
 
 
 class SelfAttention(nn.Module):
@@ -135,12 +96,17 @@ class Block(nn.Module):
 class ItemGPT(nn.Module):
     """GPT-2 over serialized histories + a full-catalog item head.
 
+    Built from a vocabulary size and an item-token table: `item_tokens[i]` are the tokens of
+    catalog item i without the shared SEP (row 0, padding, is empty).
     `item_head="id"`: a learned item table; `"tied"`: an item's vector is the mean of its tokens'
     input embeddings (text-derived for text items; SASRec's shared embedding for ID items).
+    `item_input="text+id"` adds each item's row of that table to every token of the item, so the
+    model knows item identity as well as text, at no extra parameters.
     """
 
-    def __init__(self, cfg, serializer: Serializer, n_items: int):
+    def __init__(self, cfg, vocab_size: int, item_tokens: list[list[int]]):
         super().__init__()
+        n_items = len(item_tokens) - 1
         self.cfg, self.n_items = cfg, n_items
         self.plan = layer_plan(cfg.plan, cfg.n_layer, cfg.hatllm_split)
         self.n_positions = cfg.max_tokens
@@ -148,10 +114,18 @@ class ItemGPT(nn.Module):
             raise ValueError(f"Unknown attn_impl {cfg.attn_impl!r}: use sdpa, einops or flex.")
         if cfg.n_embd % cfg.n_head:
             raise ValueError(f"n_embd={cfg.n_embd} must be divisible by n_head={cfg.n_head}.")
+        if cfg.item_input not in ITEM_INPUTS:
+            raise ValueError(
+                f"Unknown item_input {cfg.item_input!r}: use {', '.join(ITEM_INPUTS)}."
+            )
+        if cfg.item_input == "text+id" and cfg.item_head != "id":
+            raise ValueError(
+                "item_input='text+id' adds the learned item table: needs item_head='id'."
+            )
         blocks = [Block(k, cfg.n_embd, cfg.n_head, cfg.dropout, cfg.attn_impl) for k in self.plan]
         self.transformer = nn.ModuleDict(
             dict(
-                wte=nn.Embedding(serializer.vocab_size, cfg.n_embd),
+                wte=nn.Embedding(vocab_size, cfg.n_embd),
                 wpe=nn.Embedding(cfg.max_tokens, cfg.n_embd),
                 drop=nn.Dropout(cfg.dropout),
                 h=nn.ModuleList(blocks),
@@ -162,19 +136,17 @@ class ItemGPT(nn.Module):
             self.item_emb = nn.Embedding(n_items + 1, cfg.n_embd)
         elif cfg.item_head != "tied":
             raise ValueError(f"Unknown item_head {cfg.item_head!r}: use 'id' or 'tied'.")
-        self._register_item_tokens(serializer, n_items)
+        self._register_item_tokens(item_tokens)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2's scaled init of residual projections
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * len(self.plan)))
 
-    def _register_item_tokens(self, serializer: Serializer, n_items: int):
-        """Item tokens without the shared SEP, padded: (item token) ids and a 0/1 weight."""
-        sep = serializer.sep_id
-        words = [[t for t in toks if t != sep] for toks in serializer.item_tokens[: n_items + 1]]
+    def _register_item_tokens(self, words: list[list[int]]):
+        """Item tokens, padded: (item token) ids and averaging weights (the tied head's input)."""
         width = max(len(w) for w in words)
-        ids = torch.zeros(n_items + 1, width, dtype=torch.long)
-        weight = torch.zeros(n_items + 1, width)
+        ids = torch.zeros(len(words), width, dtype=torch.long)
+        weight = torch.zeros(len(words), width)
         for i, w in enumerate(words):
             ids[i, : len(w)], weight[i, : len(w)] = torch.tensor(w, dtype=torch.long), 1.0
         self.register_buffer("item_token_ids", ids, persistent=False)
@@ -192,12 +164,13 @@ class ItemGPT(nn.Module):
         (FlexAttention block masks on the flex path unless `dense`)."""
         kinds = sorted({kind for block in self.plan for kind in block})
         if self.cfg.attn_impl == "flex" and not dense:
-            return {kind: flex_block_mask(kind, item_index) for kind in kinds}
+            return {kind: flex_block_mask(kind, item_index, self.cfg.n_head) for kind in kinds}
         return {kind: allow_mask(kind, item_index) for kind in kinds}
 
-    def forward(self, tokens, item_index, attn_maps: list | None = None):
+    def forward(self, tokens, item_index, attn_maps: list | None = None, items=None):
         """tokens, item_index (batch token) -> hidden (batch token embd). Pass a list as
-        `attn_maps` to receive (kind, attention (batch head query key)) per sublayer."""
+        `attn_maps` to receive (kind, attention (batch head query key)) per sublayer; `items`
+        (batch token), each token's catalog item, is needed with item_input='text+id'."""
         n_tokens = tokens.shape[1]
         if n_tokens > self.n_positions:
             raise ValueError(
@@ -205,7 +178,12 @@ class ItemGPT(nn.Module):
                 f"positions; serialize with max_tokens <= {self.n_positions} or raise max_tokens."
             )
         pos = torch.arange(n_tokens, device=tokens.device)
-        x = self.transformer.drop(self.transformer.wte(tokens) + self.transformer.wpe(pos))
+        x = self.transformer.wte(tokens) + self.transformer.wpe(pos)
+        if self.cfg.item_input == "text+id":
+            if items is None:
+                raise ValueError("item_input='text+id' needs each token's catalog item (`items`).")
+            x = x + self.item_emb(items) * (items != 0).unsqueeze(-1)  # BOS and PAD get none
+        x = self.transformer.drop(x)
         masks = self.build_masks(item_index, dense=attn_maps is not None)  # weights need dense
         for block in self.transformer.h:
             x = block(x, masks, attn_maps)
@@ -224,16 +202,20 @@ class ItemGPT(nn.Module):
 
     def loss(self, batch: Batch):
         """Full-softmax cross-entropy over the catalog at every SEP that has a next item."""
-        hidden = self(batch.tokens, batch.item_index)
+        hidden = self(batch.tokens, batch.item_index, items=batch.items)
         where = batch.targets != IGNORE
         logits = hidden[where] @ self.item_table().T
         return F.cross_entropy(logits.float(), batch.targets[where])
 
     def score(self, batch: Batch):
-        """Catalog scores (batch item) for the item after each history (read at its last SEP)."""
-        hidden = self(batch.tokens, batch.item_index)
+        """Catalog scores (batch item) for the item after each history (read at its last SEP).
+
+        The final product runs in fp32 even under bf16 autocast: bf16 scores tie the target with
+        other items for most users, and ranks must not depend on how ties are broken."""
+        hidden = self(batch.tokens, batch.item_index, items=batch.items)
         last = hidden[torch.arange(len(hidden), device=hidden.device), batch.readout]
-        return (last @ self.item_table().T).float()
+        with torch.autocast(hidden.device.type, enabled=False):
+            return last.float() @ self.item_table().float().T
 
 
 CONV1D_WEIGHTS = (

@@ -1,7 +1,8 @@
 """Where things live: absolute paths derived from the package, never from the current directory.
 
 `IAM_DATA_DIR` overrides the data folder (CI points it at a read-only copy beside the repo);
-`IAM_RESULTS_DIR` overrides where training runs write their JSON.
+`IAM_RESULTS_DIR` overrides where training runs write their JSON; `IAM_FIGURES_DIR` where figures go
+(tests and nbval point it at a temporary folder, so they never rewrite the README's figures).
 """
 
 import os
@@ -19,3 +20,8 @@ def data_dir() -> Path:
 def results_dir() -> Path:
     """Where run results (JSON, CSV) go: `$IAM_RESULTS_DIR` if set, else `<repo>/results`."""
     return Path(os.environ.get("IAM_RESULTS_DIR", REPO_ROOT / "results")).expanduser().resolve()
+
+
+def figures_dir() -> Path:
+    """Where `save_fig` writes: `$IAM_FIGURES_DIR` if set, else `<repo>/figures`."""
+    return Path(os.environ.get("IAM_FIGURES_DIR", FIGURES_DIR)).expanduser().resolve()

@@ -26,17 +26,19 @@ class Serialized:
 
 @dataclass
 class Batch:
-    """Right-padded tensors. Shapes: tokens, item_index, targets (batch token); readout (batch)."""
+    """Right-padded tensors. Shapes: tokens, item_index, targets, items (batch token); readout (batch)."""
 
     tokens: torch.Tensor
-    item_index: torch.Tensor
+    item_index: torch.Tensor  # position of each token's item in the history (GLOBAL, PADDING)
     targets: torch.Tensor  # next item at each SEP position, IGNORE elsewhere
     readout: torch.Tensor  # position of the last item's SEP: where the next item is scored
+    items: torch.Tensor  # catalog index of each token's item (0 for BOS and PAD)
 
     def to(self, device) -> "Batch":
-        return Batch(
-            *(t.to(device) for t in (self.tokens, self.item_index, self.targets, self.readout))
-        )
+        return Batch(*(t.to(device) for t in self._fields()))
+
+    def _fields(self):
+        return self.tokens, self.item_index, self.targets, self.readout, self.items
 
     def __getitem__(self, rows) -> "Batch":
         """Rows `rows` (a slice, list or index tensor), with columns trimmed to the longest real
@@ -49,6 +51,7 @@ class Batch:
             self.item_index[rows, :width],
             self.targets[rows, :width],
             self.readout[rows],
+            self.items[rows, :width],
         )
 
     def __len__(self) -> int:
@@ -86,6 +89,10 @@ class Serializer:
         item_tokens = [[]] + [[2 + i] for i in range(1, n_items + 1)]  # item 0 is padding
         return cls(item_tokens, bos_id=0, pad_id=1, max_tokens=max_tokens)
 
+    def item_words(self) -> list[list[int]]:
+        """Each catalog item's tokens without the shared SEP (the model's item-token table)."""
+        return [[t for t in toks if t != self.sep_id] for toks in self.item_tokens]
+
     def serialize(self, history: list[int]) -> Serialized:
         """Keep the most recent whole items that fit the budget (BOS included); never cut an item."""
         if not history:
@@ -120,6 +127,8 @@ class Serializer:
         `next_items[b][j]` is the target of history item j of row b (training: the following item);
         targets of items dropped by the budget are dropped with them.
         """
+        if not histories:
+            raise ValueError("collate needs at least one history, got an empty list.")
         if next_items is not None:
             lengths = [(len(h), len(n)) for h, n in zip(histories, next_items, strict=True)]
             if any(h != n for h, n in lengths):
@@ -132,14 +141,16 @@ class Serializer:
         tokens = torch.full(shape, self.pad_id)
         item_index = torch.full(shape, PADDING)
         targets = torch.full(shape, IGNORE)
+        items = torch.zeros(shape, dtype=torch.long)
         for b, r in enumerate(rows):
             tokens[b, : len(r.tokens)] = torch.tensor(r.tokens)
             item_index[b, : len(r.tokens)] = torch.tensor(r.item_index)
+            items[b, 1 : len(r.tokens)] = torch.tensor(r.items)[torch.tensor(r.item_index[1:])]
             if next_items is not None:
                 kept_targets = next_items[b][r.n_dropped :]
                 targets[b, r.sep_positions] = torch.tensor(kept_targets)
         readout = torch.tensor([r.sep_positions[-1] for r in rows])
-        return Batch(tokens, item_index, targets, readout)
+        return Batch(tokens, item_index, targets, readout, items)
 
 
 # --- tables for the notebooks -------------------------------------------------------------------

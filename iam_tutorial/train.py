@@ -2,7 +2,7 @@
 
 AdamW with warmup + cosine decay, gradient clipping, early stopping on validation NDCG@10 with the best
 weights kept, bf16 autocast and torch.compile as GPU options. The CLI writes one results JSON:
-  python -m iam_tutorial.train --mode quick --plan iam --seed 0
+  python -m iam_tutorial.train --mode quick --plan iam --item-input text+id --seed 0
 """
 
 import argparse
@@ -14,67 +14,22 @@ import os
 import platform
 import resource
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from iam_tutorial.baselines import popularity_counts, popularity_scorer, sasrec_config
-from iam_tutorial.config import Config, get_config
-from iam_tutorial.data.movielens import LeaveOneOut, leave_one_out, load_movies, load_sequences
-from iam_tutorial.metrics import PROTOCOL, evaluate, rank_targets
-from iam_tutorial.model import PLANS, ItemGPT
+from iam_tutorial.cli import add_config_args, config_from_args, fail, guarded
+from iam_tutorial.config import Config
+from iam_tutorial.metrics import metrics_from_ranks, protocol, rank_targets
+from iam_tutorial.model import ItemGPT
 from iam_tutorial.paths import results_dir
+from iam_tutorial.pipeline import Prepared, prepare
+from iam_tutorial.plans import ALL_PLANS
 from iam_tutorial.repro import seed_everything
-from iam_tutorial.serialize import PADDING, Batch, Serializer
-from iam_tutorial.tokenizer import item_texts, train_tokenizer
+from iam_tutorial.serialize import PADDING, Batch
 
-ALL_PLANS = ("popularity", *PLANS)
 HEADLINE = "NDCG@10"
-
-
-@dataclass
-class Prepared:
-    """Everything a run needs: the split, the serializer, and the evaluation inputs collated once."""
-
-    cfg: Config  # the model's config (SASRec's differs from the text plans')
-    split: LeaveOneOut
-    serializer: Serializer
-    valid: Batch  # the last max_items items before the validation item
-    test: Batch  # the last max_items items before the test item (validation item included)
-    seen: dict[str, list[list[int]]]  # full input history per split, excluded from the ranking
-    n_dropped: int  # evaluation-input items left out by the token budget
-
-    def train_batch(self, generator: torch.Generator) -> Batch:
-        """One training row per user: a random window of max_items + 1 consecutive training
-        items (a fresh one every epoch), every item predicting the next."""
-        k, windows = self.cfg.max_items, []
-        for history in self.split.train:
-            if len(history) < 2:  # nothing to predict from
-                continue
-            start = int(torch.randint(max(1, len(history) - k), (1,), generator=generator))
-            windows.append(history[start : start + k + 1])
-        return self.serializer.collate([w[:-1] for w in windows], [w[1:] for w in windows])
-
-
-def prepare(cfg: Config, split: LeaveOneOut | None = None, movies=None) -> Prepared:
-    """Load and split the data (unless given), build the serializer, collate the eval inputs."""
-    split = split or leave_one_out(load_sequences(cfg.n_users))
-    if cfg.plan == "sasrec":
-        cfg = sasrec_config(cfg)
-        serializer = Serializer.for_item_ids(split.n_items, cfg.max_tokens)
-    else:
-        texts = item_texts(load_movies() if movies is None else movies)
-        tokenizer = train_tokenizer([texts[m] for m in sorted(texts)], cfg.vocab_size)
-        catalog = [""] + [texts[int(m)] for m in split.movie_ids[1:]]
-        serializer = Serializer.from_tokenizer(tokenizer, catalog, cfg.max_tokens)
-    inputs = {s: split.histories(s)[0] for s in ("valid", "test")}
-    windows = {s: [h[-cfg.max_items :] for h in hs] for s, hs in inputs.items()}
-    batches = {s: serializer.collate(ws) for s, ws in windows.items()}
-    kept = sum(int(b.item_index.max(1).values.sum()) + len(b) for b in batches.values())
-    dropped = sum(len(w) for ws in windows.values() for w in ws) - kept
-    return Prepared(cfg, split, serializer, batches["valid"], batches["test"], inputs, dropped)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -115,73 +70,82 @@ def model_scorer(model: ItemGPT, data: Prepared, split: str, device):
 def evaluate_model(model: ItemGPT, data: Prepared, split: str, device, ranks: bool = False):
     """Metrics of `split` under both protocols (or, with `ranks`, every user's target rank)."""
     model.eval()
-    measure = rank_targets if ranks else evaluate
     targets = getattr(data.split, split)
-    result = measure(model_scorer(model, data, split, device), data.seen[split], targets,
-                     data.cfg.eval_batch_size)  # fmt: skip
+    result = rank_targets(model_scorer(model, data, split, device), data.seen[split], targets,
+                          data.cfg.eval_batch_size)  # fmt: skip
     model.train()
-    return result
+    return result if ranks else {p: metrics_from_ranks(r) for p, r in result.items()}
 
 
 def headline(metrics: dict, cfg: Config) -> float:
     return metrics["seen_excluded" if cfg.exclude_seen else "seen_included"][HEADLINE]
 
 
+def build_model(data: Prepared) -> ItemGPT:
+    return ItemGPT(data.cfg, data.serializer.vocab_size, data.serializer.item_words())
+
+
 def train(cfg: Config, data: Prepared | None = None, progress: bool = True) -> tuple[ItemGPT, dict]:
-    """Train one model with early stopping; returns (best model, results dict)."""
+    """Train one model: whole epochs on one shared schedule, evaluated on validation after each,
+    stopped after `patience` epochs without a better NDCG@10; the best epoch's weights are kept."""
     seed_everything(cfg.seed)
     data = data or prepare(cfg)
-    cfg = data.cfg
-    device = resolve_device(cfg.device)
-    model = ItemGPT(cfg, data.serializer, data.split.n_items).to(device)
+    cfg, device = data.cfg, resolve_device(data.cfg.device)
+    model = build_model(data).to(device)
     loss_fn = torch.compile(model.loss) if cfg.compile else model.loss
     optimizer = make_optimizer(model, cfg)
-    steps_per_epoch = math.ceil(sum(len(h) >= 2 for h in data.split.train) / cfg.batch_size)
-    total = min(cfg.max_epochs * steps_per_epoch, cfg.max_steps or math.inf)
+    total = min(cfg.max_epochs * data.steps_per_epoch(), cfg.max_steps or math.inf)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total, max(1, int(cfg.warmup_frac * total)))
     )
     generator = torch.Generator().manual_seed(cfg.seed)
-    history = {"step": [], "loss": [], "epoch": [], "valid_" + HEADLINE: []}
-    best, best_state, best_epoch, step, tokens, train_seconds = -1.0, None, 0, 0, 0, 0.0
+    log = {"step": [], "loss": [], "epoch": [], "valid_" + HEADLINE: [], "seconds": []}
+    best, best_state, best_epoch, step, tokens, seconds = -1.0, None, 0, 0, 0, 0.0
     quiet = not progress or os.environ.get("TQDM_DISABLE", "0") not in ("", "0")  # nbval sets it
-    epochs = tqdm(range(cfg.max_epochs), desc=f"{cfg.plan} seed {cfg.seed}", disable=quiet)
-    for epoch in epochs:
+    bar = tqdm(total=total, desc=f"{cfg.plan} {cfg.item_input} seed {cfg.seed}", disable=quiet)
+    for epoch in range(1, cfg.max_epochs + 1):
         start = time.perf_counter()
-        epoch_batch = data.train_batch(generator)
-        for rows in torch.randperm(len(epoch_batch), generator=generator).split(cfg.batch_size):
-            batch = epoch_batch[rows].to(device)
-            loss = train_step(model, loss_fn, optimizer, scheduler, batch, cfg)
-            history["step"].append(step)
-            history["loss"].append(round(loss, 5))
-            tokens += int((batch.item_index != PADDING).sum())
-            step += 1
-            if step >= total:
+        for batch in data.epoch(generator):
+            loss = train_step(model, loss_fn, optimizer, scheduler, batch.to(device), cfg)
+            log["step"].append(step)
+            log["loss"].append(round(loss, 5))
+            tokens, step = tokens + int((batch.item_index != PADDING).sum()), step + 1
+            bar.update()
+            if cfg.max_steps and step >= cfg.max_steps:
                 break
-        train_seconds += time.perf_counter() - start
+        seconds += time.perf_counter() - start
         valid = headline(evaluate_model(model, data, "valid", device), cfg)
-        history["epoch"].append(epoch + 1)
-        history["valid_" + HEADLINE].append(round(valid, 5))
-        epochs.set_postfix(loss=f"{loss:.3f}", valid_ndcg10=f"{valid:.4f}")
+        log["epoch"].append(epoch)
+        log["valid_" + HEADLINE].append(round(valid, 5))
+        log["seconds"].append(round(seconds, 1))
+        bar.set_postfix(epoch=epoch, loss=f"{loss:.3f}", valid_ndcg10=f"{valid:.4f}")
         if valid > best:
-            best, best_epoch = valid, epoch + 1
-            best_state = copy.deepcopy(model.state_dict())
-        if step >= total or epoch + 1 - best_epoch >= cfg.patience:
+            best, best_epoch, best_state = valid, epoch, copy.deepcopy(model.state_dict())
+        if (cfg.max_steps and step >= cfg.max_steps) or epoch - best_epoch >= cfg.patience:
             break
+    bar.close()
     model.load_state_dict(best_state)
-    results = {
-        "epochs": epoch + 1,
+    return model, results_of(model, data, device, log, best_epoch, seconds, tokens)
+
+
+def results_of(model, data: Prepared, device, log, best_epoch, seconds, tokens) -> dict:
+    """The results dict of a trained model: metrics, per-user ranks, convergence and run facts."""
+    ranks = {s: evaluate_model(model, data, s, device, ranks=True) for s in ("valid", "test")}
+    epochs = log["epoch"][-1]
+    return {
+        "epochs": epochs,
         "best_epoch": best_epoch,
-        "steps": step,
-        "train_seconds": round(train_seconds, 2),
-        "tokens_per_second": round(tokens / max(train_seconds, 1e-9)),
+        # Stopped by the plateau rule, not by the epoch cap: the best epoch was not the last.
+        "converged": best_epoch < epochs,
+        "steps": log["step"][-1] + 1,
+        "train_seconds": round(seconds, 2),
+        "tokens_per_second": round(tokens / max(seconds, 1e-9)),
         "params": sum(p.numel() for p in model.parameters()),
-        "history": history,
-        "valid": evaluate_model(model, data, "valid", device),
-        "test": evaluate_model(model, data, "test", device),
-        **_run_facts(cfg, data, device),
+        "history": log,
+        **{s: {p: metrics_from_ranks(r) for p, r in ranks[s].items()} for s in ranks},
+        "ranks": {s: {p: r.tolist() for p, r in ranks[s].items()} for s in ranks},
+        **run_facts(data.cfg, data, device),
     }
-    return model, results
 
 
 def train_step(model, loss_fn, optimizer, scheduler, batch: Batch, cfg: Config) -> float:
@@ -196,7 +160,7 @@ def train_step(model, loss_fn, optimizer, scheduler, batch: Batch, cfg: Config) 
     return loss.item()
 
 
-def _run_facts(cfg: Config, data: Prepared, device) -> dict:
+def run_facts(cfg: Config, data: Prepared, device) -> dict:
     """Config, protocol, data and machine facts recorded beside every metric."""
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
@@ -208,9 +172,10 @@ def _run_facts(cfg: Config, data: Prepared, device) -> dict:
         "plan": cfg.plan,
         "seed": cfg.seed,
         "config": dataclasses.asdict(cfg),
-        "protocol": f"{PROTOCOL}; headline metrics with seen items "
-        f"{'excluded' if cfg.exclude_seen else 'included'} (both reported)",
+        "protocol": protocol(seen="seen_excluded" if cfg.exclude_seen else "seen_included")
+        + " (headline; both protocols reported)",
         "data": {
+            "source": data.split.source,
             "users": len(data.split.users),
             "items": data.split.n_items,
             "eval_input_items_dropped_by_token_budget": data.n_dropped,
@@ -227,30 +192,13 @@ def _run_facts(cfg: Config, data: Prepared, device) -> dict:
     }
 
 
-def run_popularity(cfg: Config, split: LeaveOneOut | None = None) -> dict:
-    """Most-popular unseen items, evaluated exactly like the trained models."""
-    split = split or leave_one_out(load_sequences(cfg.n_users))
-    scorer = popularity_scorer(popularity_counts(split.train, split.n_items))
-    results = {
-        s: evaluate(scorer, split.histories(s)[0], getattr(split, s)) for s in ("valid", "test")
-    }
-    cfg = dataclasses.replace(cfg, plan="popularity")
-    return {
-        "plan": "popularity",
-        "seed": cfg.seed,
-        "config": dataclasses.asdict(cfg),
-        "protocol": f"{PROTOCOL}; popularity counted on the training parts",
-        "params": 0,
-        "train_seconds": 0.0,
-        **results,
-    }
-
-
-def run(cfg: Config, progress: bool = True, split: LeaveOneOut | None = None) -> dict:
+def run(cfg: Config, progress: bool = True, split=None) -> dict:
     """One (plan, seed) end to end: popularity or a trained model. Returns the results dict."""
     if cfg.plan == "popularity":
+        from iam_tutorial.baselines import run_popularity
+
         return run_popularity(cfg, split)
-    if cfg.plan not in PLANS:
+    if cfg.plan not in ALL_PLANS:
         raise ValueError(f"Unknown plan {cfg.plan!r}: choose one of {', '.join(ALL_PLANS)}.")
     return train(cfg, prepare(cfg, split), progress)[1]
 
@@ -262,46 +210,31 @@ def write_results(results: dict, out_dir: Path) -> Path:
     return path
 
 
-def parse_overrides(pairs: list[str]) -> dict:
-    """`key=value` strings -> typed Config overrides (value parsed as JSON when it can be)."""
-    fields = {f.name for f in dataclasses.fields(Config)}
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or key not in fields:
-            raise SystemExit(f"--set expects key=value with a Config field as key, got {pair!r}.")
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        out[key] = tuple(parsed) if isinstance(parsed, list) else parsed
-    return out
-
-
+@guarded
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--mode", default=None, help="quick (CPU) or full (one GPU); default $IAM_MODE"
+    parser = argparse.ArgumentParser(
+        prog="python -m iam_tutorial.train", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--plan", default="iam", choices=ALL_PLANS)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-steps", type=int, default=None, help="cap on optimizer steps")
+    add_config_args(parser)
+    parser.add_argument("--plan", default="iam", choices=ALL_PLANS, help="layer plan or baseline")
     parser.add_argument(
-        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides"
+        "--item-input", default=None, choices=("text", "text+id"), help="item input of text plans"
     )
+    parser.add_argument("--seed", type=int, default=0, help="seeds python, numpy and torch")
     parser.add_argument(
         "--out", type=Path, default=None, help="results folder (default results/<mode>)"
     )
     args = parser.parse_args(argv)
-    overrides = parse_overrides(args.set)
-    cfg = get_config(
-        args.mode, plan=args.plan, seed=args.seed, max_steps=args.max_steps, **overrides
-    )
+    extra = {"item_input": args.item_input} if args.item_input else {}
+    cfg = config_from_args(args, plan=args.plan, seed=args.seed, **extra)
+    out_dir = args.out or results_dir() / cfg.mode
+    if out_dir.exists() and not out_dir.is_dir():
+        fail(f"--out {out_dir} is a file; give a folder for the results.")
     results = run(cfg)
-    path = write_results(results, args.out or results_dir() / cfg.mode)
+    path = write_results(results, out_dir)
     test = results["test"]["seen_excluded"]
     print(f"{cfg.plan} seed {cfg.seed}: test HR@10 {test['HR@10']:.4f} NDCG@10 {test['NDCG@10']:.4f} "
-          f"({PROTOCOL}, seen items excluded) -> {path}")  # fmt: skip
+          f"({protocol('test')}) -> {path}")  # fmt: skip
     return results
 
 

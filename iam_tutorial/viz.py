@@ -7,6 +7,8 @@ Notebook 02 draws each of them; notebook 04 reuses them on trained models.
 
 # Axes: head, query (rows of a mask), key (columns), token, block, sublayer
 
+from pathlib import Path
+
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
@@ -14,17 +16,20 @@ import seaborn as sns
 from matplotlib.colors import ListedColormap
 
 from iam_tutorial.masks import MASK_KINDS
-from iam_tutorial.paths import FIGURES_DIR
+from iam_tutorial.paths import figures_dir
 from iam_tutorial.serialize import GLOBAL, PADDING
 
 KIND_COLORS = {"causal": "#a6a6a6", "intra": "#1b9e77", "inter": "#d95f02"}
 MASK_CMAP = ListedColormap(["#f2f2f2", "#31688e"])  # 0 = blocked, 1 = may attend
 
 
-def save_fig(fig: "matplotlib.figure.Figure", name: str, dpi: int = 120):
-    """Save `fig` as figures/<name>.png (metadata stripped, so reruns give identical files)."""
-    FIGURES_DIR.mkdir(parents=True, exist_ok=True)
-    path = FIGURES_DIR / f"{name}.png"
+def save_fig(fig: "matplotlib.figure.Figure", name: str, dpi: int = 120, folder=None):
+    """Save `fig` as <folder>/<name>.png, by default figures/ ($IAM_FIGURES_DIR overrides it:
+    tests and nbval write there, so they never touch the README's figures). Metadata is
+    stripped, so reruns give identical files."""
+    folder = Path(folder or figures_dir())
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     return path
 
@@ -163,5 +168,23 @@ def plot_plans(plans: dict, title=None):
     for ax, (name, plan) in zip(axes[0], plans.items(), strict=True):
         plot_plan(plan, ax=ax, title=name)
     fig.suptitle(title or "")
+    fig.tight_layout()
+    return fig
+
+
+def plot_comparison(table, title: str = "", split="test", protocol="seen_excluded",
+                    metrics=("HR@10", "NDCG@10")):  # fmt: skip
+    """HR@10 and NDCG@10 per cell: every seed as a dot, mean +- std as a bar."""
+    rows = table[(table.split == split) & (table.protocol == protocol)]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8))
+    for ax, metric in zip(axes, metrics, strict=True):
+        data = rows[rows.metric == metric]
+        sns.barplot(data=data, x="cell", y="value", errorbar="sd", color="0.85", ax=ax)
+        sns.stripplot(data=data, x="cell", y="value", hue="seed", palette="deep", size=4,
+                      jitter=False, dodge=True, ax=ax)  # fmt: skip
+        ax.set(title=metric, xlabel="", ylabel=metric)
+        ax.tick_params(axis="x", rotation=40)
+        ax.legend(title="seed", fontsize=7, title_fontsize=7, ncols=2)
+    fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     return fig

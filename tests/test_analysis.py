@@ -69,7 +69,7 @@ def model_maps():
     for plan in ("iam", "hatllm", "token"):
         cfg = get_config("quick", plan=plan, n_layer=2, n_embd=32, n_head=2, max_tokens=64)
         torch.manual_seed(0)
-        model = ItemGPT(cfg, serializer, n_items=5)
+        model = ItemGPT(cfg, serializer.vocab_size, serializer.item_words()[:6])
         maps[plan] = (model, attention_maps(model, batch))
     return batch, maps
 

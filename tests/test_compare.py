@@ -1,6 +1,11 @@
+import json
+
+import numpy as np
 import pytest
 
 import iam_tutorial.compare as compare
+from iam_tutorial.config import get_config
+from iam_tutorial.plans import COMPARE_PLANS
 
 TINY = dict(n_users=10, n_layer=2, n_head=2, n_embd=16, max_items=5, max_tokens=80, vocab_size=300,
             batch_size=5, max_epochs=1)  # fmt: skip
@@ -9,17 +14,24 @@ TINY = dict(n_users=10, n_layer=2, n_head=2, n_embd=16, max_items=5, max_tokens=
 @pytest.fixture
 def env(monkeypatch, synthetic_root, tmp_path):
     monkeypatch.setenv("IAM_DATA_DIR", str(synthetic_root))
+    monkeypatch.setenv("IAM_FIGURES_DIR", str(tmp_path / "figures"))
     return tmp_path
 
 
 def test_comparison_table_and_resume(env, monkeypatch):
     plans, seeds = ("popularity", "token", "iam"), (0, 1)
     table = compare.run_comparison("quick", plans, seeds, env, progress=False, **TINY)
-    assert set(table.plan) == set(plans) and set(table.seed) == set(seeds)
-    assert (env / "comparison.csv").exists() and len(list((env / "runs").glob("*.json"))) == 6
-    summary = compare.summarize(table)
-    assert list(summary.index) == list(plans) and (summary["seeds"] == 2).all()
-    assert len(compare.relative_change(table, "iam", "token")) == 2
+    cells = {"popularity", "token", "token+id", "iam", "iam+id"}
+    assert set(table.cell) == cells and set(table.seed) == set(seeds)
+    assert (env / "comparison.csv").exists() and len(list((env / "runs").glob("*.json"))) == 10
+    stored = json.loads((env / "runs" / "iam+id_seed1.json").read_text())
+    assert (
+        len(stored["ranks"]["test"]["seen_excluded"]) == 10
+        and stored["config"]["item_input"] == "text+id"
+    )
+    summary = compare.summarize(table, n_layer=2)
+    assert set(summary.index) == cells and (summary["seeds"] == 2).all()
+    assert summary.loc["iam", "layers"] == "intra+inter · intra+inter"
 
     def no_training(*args, **kwargs):
         raise AssertionError("finished cells must not be retrained")
@@ -31,24 +43,80 @@ def test_comparison_table_and_resume(env, monkeypatch):
         compare.run_comparison(
             "quick", ("token",), (0,), env, progress=False, **{**TINY, "lr": 0.1}
         )
+    monkeypatch.setattr(compare, "code_hash", lambda: "edited-code")
+    with pytest.raises(AssertionError, match="retrained"):  # nor is a cell of other code
+        compare.run_comparison("quick", ("token",), (0,), env, progress=False, **TINY)
+
+
+def test_parallel_workers_write_the_same_cells(env):
+    serial = compare.run_comparison(
+        "quick", ("token",), (0, 1), env / "a", progress=False, inputs=("text",), **TINY
+    )
+    parallel = compare.run_comparison("quick", ("token",), (0, 1), env / "b", progress=False, inputs=("text",),
+                                      parallel=2, **TINY)  # fmt: skip
+    assert serial.drop(columns="train_seconds").equals(parallel.drop(columns="train_seconds"))
+
+
+def test_report_prints_verdicts(env):
+    base = get_config("quick", **TINY)
+    table = compare.run_comparison("quick", ("token", "iam"), (0, 1), env, progress=False, **TINY)
+    text = compare.report(base, compare.load_cells(env), table)
+    assert "95% CI" in text and "pessimistic ties" in text
+    assert any(v in text for v in ("better", "worse", "not separated"))
+    assert "iam+id" in text and "token+id" in text
+
+
+def test_cli_bad_input_is_one_line_exit_2(env, capsys):
+    for argv in (["--set", "n_users=0"], ["--parallel", "0"], ["--set", "bogus=1"]):
+        with pytest.raises(SystemExit) as exit_:
+            compare.main(argv)
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err
+    (env / "file").write_text("")
+    with pytest.raises(SystemExit):
+        compare.main(
+            [
+                "--out",
+                str(env / "file"),
+                "--set",
+                *[f"{k}={json.dumps(v)}" for k, v in TINY.items()],
+            ]
+        )
+    assert "is a file" in capsys.readouterr().err
 
 
 def test_plot_comparison(env):
+    from iam_tutorial.viz import plot_comparison
+
     table = compare.run_comparison(
         "quick", ("popularity", "token"), (0, 1), env, progress=False, **TINY
     )
-    fig = compare.plot_comparison(table, "title")
+    fig = plot_comparison(table, "title")
     assert [ax.get_title() for ax in fig.axes[:2]] == ["HR@10", "NDCG@10"]
 
 
 def test_plans_with_identical_layers_are_trained_once():
-    from iam_tutorial.config import get_config
-
     notes = []
-    two = compare.distinct_plans(
-        compare.COMPARE_PLANS, get_config("quick", n_layer=2), notes.append
-    )
+    two = compare.distinct_plans(COMPARE_PLANS, get_config("quick", n_layer=2), notes.append)
     assert "iam-alt" not in two and "hatllm" in two and "iam-alt" in notes[0]
-    assert compare.distinct_plans(compare.COMPARE_PLANS, get_config("quick", n_layer=4)) == list(
-        compare.COMPARE_PLANS
+    assert compare.distinct_plans(COMPARE_PLANS, get_config("quick", n_layer=3)) == list(
+        COMPARE_PLANS
+    )
+
+
+def test_bootstrap_ci_and_verdicts():
+    from iam_tutorial.stats import bootstrap_change, verdict
+
+    rng = np.random.default_rng(0)
+    ref = rng.random((5, 400))
+    same = bootstrap_change(ref, ref)
+    assert same[0] == 0 and same[1] <= 0 <= same[2] and verdict(*same[1:]) == "not separated"
+    better = bootstrap_change(ref * 1.2, ref)
+    assert better[0] == pytest.approx(0.2) and better[1] > 0 and verdict(*better[1:]) == "better"
+    assert verdict(*bootstrap_change(ref * 0.8, ref)[1:]) == "worse"
+    # Seed noise widens the CI beyond what user resampling alone gives.
+    noisy = ref * (1 + 0.3 * rng.standard_normal((5, 1)))
+    assert np.ptp(bootstrap_change(noisy, ref)[1:]) > np.ptp(
+        bootstrap_change(ref * 1.0001, ref)[1:]
     )

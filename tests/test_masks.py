@@ -14,7 +14,8 @@ from iam_tutorial.masks import (
     allow_intra_item,
     allow_mask,
 )
-from iam_tutorial.model import ItemGPT, layer_plan
+from iam_tutorial.model import ItemGPT
+from iam_tutorial.plans import layer_plan
 from iam_tutorial.serialize import GLOBAL, PADDING, Serializer
 
 B, P = GLOBAL, PADDING
@@ -206,7 +207,7 @@ def test_model_changes_only_what_the_plan_can_reach(plan, tiny_batch):
     serializer, batch = tiny_batch
     cfg = get_config("quick", plan=plan, n_layer=2, n_embd=32, n_head=2, max_tokens=64)
     torch.manual_seed(0)
-    model = ItemGPT(cfg, serializer, n_items=6).double().eval()
+    model = ItemGPT(cfg, serializer.vocab_size, serializer.item_words()[:7]).double().eval()
     kinds = [(kind,) for block in layer_plan(plan, 2) for kind in block]
     reach = [reachability(kinds[:j], batch.item_index) for j in range(len(kinds) + 1)]
     with torch.no_grad():

@@ -9,9 +9,10 @@ from iam_tutorial.metrics import evaluate, mask_seen, metrics_from_ranks, ndcg_o
 def test_ranks_by_hand():
     scores = torch.tensor([[0.0, 0.9, 0.1, 0.5, 0.3], [0.0, 0.2, 0.2, 0.2, 0.9]])
     # Row 0: target 3 (0.5) is beaten by item 1 only -> rank 1.
-    # Row 1: target 3 ties items 1 and 2 (lower index first) and is beaten by item 4 -> rank 3.
+    # Row 1: target 3 ties items 1 and 2 (pessimistic: both rank ahead) and is beaten by item 4 -> 3.
     assert target_ranks(scores, torch.tensor([3, 3])).tolist() == [1, 3]
-    assert target_ranks(scores, torch.tensor([1, 1])).tolist() == [0, 1]
+    # A tie never favours a target by its index: item 1 ties items 2 and 3 exactly like item 3 does.
+    assert target_ranks(scores, torch.tensor([1, 1])).tolist() == [0, 3]
 
 
 def test_metrics_by_hand():

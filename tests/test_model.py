@@ -5,7 +5,9 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from iam_tutorial.config import get_config
-from iam_tutorial.model import PLANS, ItemGPT, layer_plan, load_gpt2_weights
+from iam_tutorial.model import ItemGPT, load_gpt2_weights
+from iam_tutorial.plans import MODEL_PLANS as PLANS
+from iam_tutorial.plans import layer_plan
 from iam_tutorial.serialize import Serializer
 
 N_ITEMS = 50
@@ -14,9 +16,8 @@ N_ITEMS = 50
 def tiny(plan="iam", **overrides):
     cfg = get_config("quick", plan=plan, n_layer=2, n_head=2, n_embd=32, max_tokens=48, **overrides)
     torch.manual_seed(0)
-    return ItemGPT(cfg, Serializer.for_item_ids(N_ITEMS, 48), N_ITEMS), Serializer.for_item_ids(
-        N_ITEMS, 48
-    )
+    serializer = Serializer.for_item_ids(N_ITEMS, 48)
+    return ItemGPT(cfg, serializer.vocab_size, serializer.item_words()), serializer
 
 
 def histories(n=6, seed=0):
@@ -29,6 +30,8 @@ def test_layer_plans():
     assert layer_plan("token", 3) == [("causal",)] * 3
     assert layer_plan("iam", 2) == [("intra", "inter")] * 2
     assert layer_plan("iam-alt", 4) == [("intra",), ("inter",)] * 2
+    assert layer_plan("iam-alt", 3) == [("intra",), ("inter",), ("intra",)]
+    assert layer_plan("iam-heads", 2) == [("intra|inter",)] * 2
     assert layer_plan("control", 2) == [("causal", "causal")] * 2
     assert layer_plan("hatllm", 4) == [("intra",), ("causal",), ("causal",), ("inter",)]
     assert layer_plan("hatllm", 5, (2, 1, 2)) == [("intra",)] * 2 + [("causal",)] + [("inter",)] * 2
@@ -37,7 +40,7 @@ def test_layer_plans():
 @pytest.mark.parametrize(
     "plan, n_layer, split, message",
     [("nope", 2, None, "Unknown layer plan"), ("hatllm", 4, (1, 1, 1), "sum to"),
-     ("iam-alt", 3, None, "even"), ("hatllm", 1, None, ">= 2")],
+     ("hatllm", 1, None, ">= 2")],
 )  # fmt: skip
 def test_bad_plans_raise(plan, n_layer, split, message):
     with pytest.raises(ValueError, match=message):

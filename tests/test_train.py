@@ -7,7 +7,9 @@ import torch
 
 from iam_tutorial.config import get_config
 from iam_tutorial.data.movielens import leave_one_out, load_sequences
-from iam_tutorial.train import ALL_PLANS, lr_factor, main, prepare, run
+from iam_tutorial.pipeline import prepare
+from iam_tutorial.plans import ALL_PLANS
+from iam_tutorial.train import lr_factor, main, run
 
 TINY = dict(n_users=12, n_layer=2, n_head=2, n_embd=16, max_items=6, max_tokens=96, vocab_size=300,
             batch_size=4, max_epochs=2, eval_batch_size=5)  # fmt: skip
@@ -37,7 +39,12 @@ def test_every_plan_trains_and_reports(synthetic_env, plan):
 def test_training_is_deterministic(synthetic_env):
     cfg = get_config("quick", plan="iam", **TINY)
     a, b = run(cfg, progress=False), run(cfg, progress=False)
-    assert a["history"] == b["history"] and a["test"] == b["test"]
+    drop = lambda h: {k: v for k, v in h.items() if k != "seconds"}
+    assert (
+        drop(a["history"]) == drop(b["history"])
+        and a["test"] == b["test"]
+        and a["ranks"] == b["ranks"]
+    )
 
 
 def test_early_stopping_keeps_best_epoch(synthetic_env):
@@ -51,15 +58,45 @@ def test_early_stopping_keeps_best_epoch(synthetic_env):
     assert results["valid"]["seen_excluded"]["NDCG@10"] == pytest.approx(max(curve), abs=1e-5)
 
 
-def test_training_windows_and_eval_inputs(synthetic_env):
+def test_an_epoch_trains_every_transition_once(synthetic_env):
     data = prepare(get_config("quick", plan="token", **TINY))
     k, split = TINY["max_items"], data.split
-    a, b = (data.train_batch(torch.Generator().manual_seed(s)) for s in (0, 1))
-    assert not torch.equal(a.tokens, b.tokens)  # a fresh random window every epoch
-    n_targets = int((a.targets != -100).sum())
-    assert n_targets <= sum(min(len(t), k + 1) - 1 for t in split.train)
+    for seed in (0, 1):
+        batches = list(data.epoch(torch.Generator().manual_seed(seed)))
+        assert abs(len(batches) - data.steps_per_epoch()) <= 2
+        n_targets = sum(int((b.targets != -100).sum()) for b in batches)
+        assert n_targets == data.transitions() == sum(len(t) - 1 for t in split.train)
+    a, b = (next(data.epoch(torch.Generator().manual_seed(s))) for s in (0, 1))
+    assert not torch.equal(a.tokens, b.tokens)  # fresh cuts and order every epoch
     assert torch.equal(data.valid.readout, (data.valid.item_index != -2).sum(1) - 1)
     assert data.seen["test"][0] == split.train[0] + [split.valid[0]]  # all of it is excluded
+
+
+def test_epoch_windows_cover_each_transition_exactly_once():
+    from iam_tutorial.pipeline import epoch_windows
+
+    history = list(range(1, 30))
+    counts = torch.zeros(len(history))
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        windows = epoch_windows(history, 5, g)
+        assert all(2 <= len(w) <= 6 for w in windows)
+        once = torch.zeros(len(history))
+        for w in windows:  # targets of a window: all its items but the first
+            start = history.index(w[0])
+            assert w == history[start : start + len(w)]
+            once[start + 1 : start + len(w)] += 1
+        assert once[0] == 0 and (once[1:] == 1).all()  # every transition once, none twice
+        counts += once
+    # No edge bias: the most recent transition is trained as often as any other.
+    assert counts[-1] == counts[1] == counts[15] == 200
+    assert epoch_windows([7], 5, g) == []
+
+
+def test_train_horizon_keeps_the_most_recent_transitions(synthetic_env):
+    data = prepare(get_config("quick", plan="token", **{**TINY, "train_horizon": 4}))
+    assert data.training_histories()[0] == data.split.train[0][-5:]
+    assert data.transitions() == sum(min(len(t) - 1, 4) for t in data.split.train)
 
 
 def test_lr_schedule():
@@ -92,7 +129,7 @@ def test_cli_writes_results_json(synthetic_env):
 
 
 def test_unknown_plan_is_a_clear_error(synthetic_env):
-    with pytest.raises(ValueError, match="Unknown plan"):
+    with pytest.raises(ValueError, match="plan='bogus': choose one of popularity, token"):
         run(get_config("quick", plan="bogus", **TINY))
 
 
@@ -104,7 +141,7 @@ def test_full_preset_runs_end_to_end_on_cpu(ml1m_root, monkeypatch):
     split = leave_one_out(load_sequences(cfg.n_users))
     assert len(split.users) == 6040 and split.n_items == 3416
     data = prepare(cfg, split)
-    assert data.train_batch(torch.Generator().manual_seed(0)).tokens.shape[1] <= cfg.max_tokens
+    assert next(data.epoch(torch.Generator().manual_seed(0))).tokens.shape[1] <= cfg.max_tokens
     small = dataclasses.replace(split, users=split.users[:8], train=split.train[:8],
                                 valid=split.valid[:8], test=split.test[:8])  # fmt: skip
     for plan in ("iam", "sasrec"):

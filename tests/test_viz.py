@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from iam_tutorial.masks import allow_mask  # noqa: E402
-from iam_tutorial.model import layer_plan  # noqa: E402
+from iam_tutorial.plans import layer_plan  # noqa: E402
 from iam_tutorial.serialize import GLOBAL, PADDING  # noqa: E402
 from iam_tutorial.viz import (  # noqa: E402
     item_spans,
@@ -85,6 +85,6 @@ def test_plot_plan_one_row_per_block_input_at_the_bottom():
 
 
 def test_save_fig_writes_png(tmp_path, monkeypatch):
-    monkeypatch.setattr("iam_tutorial.viz.FIGURES_DIR", tmp_path)
+    monkeypatch.setenv("IAM_FIGURES_DIR", str(tmp_path))
     path = save_fig(plot_plan(layer_plan("iam", 2)).figure, "plan")
     assert path == tmp_path / "plan.png" and path.read_bytes()[:4] == b"\x89PNG"

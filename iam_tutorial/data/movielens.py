@@ -304,6 +304,7 @@ class LeaveOneOut:
     valid: list[int]
     test: list[int]
     movie_ids: np.ndarray  # catalog index -> original movie id (index 0 unused)
+    source: str = ""  # where the sequences came from (Sequences.source)
 
     @property
     def n_items(self) -> int:
@@ -333,6 +334,7 @@ def leave_one_out(sequences: Sequences | dict[int, list[int]]) -> LeaveOneOut:
         valid=[s[-2] for s in seqs],
         test=[s[-1] for s in seqs],
         movie_ids=movie_ids,
+        source=sequences.source if isinstance(sequences, Sequences) else "given sequences",
     )
 
 
