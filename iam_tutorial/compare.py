@@ -52,6 +52,19 @@ def code_hash() -> str:
     return h.hexdigest()[:12]
 
 
+def git_commit() -> str:
+    """The repo's commit, with '+changes' when the package differs from it ('' outside git)."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD")
+    return commit + ("+changes" if commit and git("status", "--porcelain", "iam_tutorial") else "")
+
+
 def fingerprint(cfg: Config) -> str:
     """A short hash of the whole config and the code: a stored cell is reused only if it matches."""
     text = json.dumps({"config": dataclasses.asdict(cfg), "code": code_hash()}, sort_keys=True)
@@ -75,7 +88,8 @@ def stored_cell(cfg: Config, out_dir: Path) -> dict | None:
 def write_cell(cfg: Config, results: dict, out_dir: Path) -> dict:
     """Write one cell atomically (a killed run never leaves a half-written file); returns it as a
     later run reads it back."""
-    results = {**results, "cell": cell_name(cfg), "fingerprint": fingerprint(cfg)}
+    results = {**results, "cell": cell_name(cfg), "fingerprint": fingerprint(cfg), "code": code_hash(),
+               "commit": git_commit()}  # fmt: skip
     path = cell_path(cfg, out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(results, indent=1, sort_keys=True)
@@ -129,15 +143,14 @@ def distinct_plans(plans, cfg: Config, log=print) -> list[str]:
     return kept
 
 
-def run_comparison(mode=None, plans=COMPARE_PLANS, seeds=None, out_dir=None, redo=False,
+def run_comparison(mode=None, plans=None, seeds=None, out_dir=None, redo=False,
                    progress=True, inputs=None, parallel=1, **overrides) -> pd.DataFrame:  # fmt: skip
     """Train (or reuse) every cell, then write and return the tidy table (<out>/comparison.csv).
     With `parallel` > 1 the cells run in that many processes, the cores shared among them."""
     base = get_config(mode, **overrides)
     out_dir = Path(out_dir or results_dir() / base.mode)
-    todo = cells(
-        base, plans, inputs or base.item_inputs, list(seeds if seeds is not None else base.seeds)
-    )
+    seeds = list(seeds if seeds is not None else base.seeds)
+    todo = cells(base, plans or base.compare_plans, inputs or base.item_inputs, seeds)
     done = {id(c): stored_cell(c, out_dir) if not redo else None for c in todo}
     missing = [c for c in todo if done[id(c)] is None]
     if len(missing) < len(todo):
@@ -255,7 +268,12 @@ def main(argv=None):
         prog="python -m iam_tutorial.compare", description=__doc__.splitlines()[0]
     )
     add_config_args(parser)
-    parser.add_argument("--plans", nargs="*", default=list(COMPARE_PLANS), help="plans to compare")
+    parser.add_argument(
+        "--plans",
+        nargs="*",
+        default=None,
+        help=f"plans to compare (default: the preset's; any of {', '.join(COMPARE_PLANS)})",
+    )
     parser.add_argument("--inputs", nargs="*", default=None, help="item inputs: text, text+id")
     parser.add_argument(
         "--seeds", nargs="*", type=int, default=None, help="seeds (default: the preset's)"
@@ -280,9 +298,35 @@ def main(argv=None):
                            parallel=args.parallel, **overrides)  # fmt: skip
     results = [json.loads(p.read_text()) for p in _cell_paths(table, out_dir)]
     print(report(base, results, table))
+    reference = results_dir() / "reference"
+    if base.mode == "quick" and (reference / "comparison.csv").exists():
+        print(
+            "\nthis run beside the committed reference (same config; test NDCG@10, seen items excluded):"
+        )
+        print(beside_reference(table, pd.read_csv(reference / "comparison.csv")).to_string())
     fig = plot_comparison(table, protocol_line(base, table))
     print("figure:", save_fig(fig, "comparison", folder=out_dir))
     print(f"wall: {time.perf_counter() - start:.0f} s")
+
+
+def beside_reference(
+    table: pd.DataFrame, reference: pd.DataFrame, metric="NDCG@10"
+) -> pd.DataFrame:
+    """Per cell: this run's value, the reference's same seed, and the reference mean ± std."""
+
+    def pick(t):
+        return t[(t.split == "test") & (t.protocol == "seen_excluded") & (t.metric == metric)]
+
+    ours, ref = pick(table), pick(reference)
+    rows = []
+    for (cell, seed), value in ours.groupby(["cell", "seed"], sort=False)["value"].first().items():
+        same = ref[(ref.cell == cell) & (ref.seed == seed)].value
+        all_ = ref[ref.cell == cell].value
+        rows.append({"cell": cell, "seed": seed, f"this run {metric}": round(value, 4),
+                     "reference, same seed": round(same.iloc[0], 4) if len(same) else None,
+                     "reference mean ± std": f"{all_.mean():.4f} ± {all_.std():.4f} ({len(all_)} seeds)"
+                     if len(all_) else "—"})  # fmt: skip
+    return pd.DataFrame(rows).set_index("cell")
 
 
 def _cell_paths(table: pd.DataFrame, out_dir: Path) -> list[Path]:

@@ -60,7 +60,7 @@ def test_early_stopping_keeps_best_epoch(synthetic_env):
 
 def test_an_epoch_trains_every_transition_once(synthetic_env):
     data = prepare(get_config("quick", plan="token", **TINY))
-    k, split = TINY["max_items"], data.split
+    split = data.split
     for seed in (0, 1):
         batches = list(data.epoch(torch.Generator().manual_seed(seed)))
         assert abs(len(batches) - data.steps_per_epoch()) <= 2
