@@ -24,7 +24,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from iam_tutorial.cli import add_config_args, config_from_args, fail, guarded
-from iam_tutorial.config import Config, get_config
+from iam_tutorial.config import PRESETS, Config, get_config
 from iam_tutorial.metrics import protocol
 from iam_tutorial.paths import REPO_ROOT, results_dir
 from iam_tutorial.pipeline import load_split
@@ -293,8 +293,16 @@ def main(argv=None):
     if args.parallel < 1:
         fail(f"--parallel must be >= 1, got {args.parallel}.")
     start = time.perf_counter()
-    overrides = {k: v for k, v in dataclasses.asdict(base).items() if k != "mode"}
-    table = run_comparison(base.mode, args.plans, args.seeds, out_dir, args.redo, inputs=args.inputs,
+    changed = {
+        k: v for k, v in dataclasses.asdict(base).items() if v != getattr(PRESETS[base.mode], k)
+    }
+    overrides = {
+        k: v for k, v in changed.items() if k not in ("seeds", "compare_plans", "item_inputs")
+    }
+    seeds = args.seeds if args.seeds is not None else changed.get("seeds")
+    plans = args.plans or changed.get("compare_plans")
+    inputs = args.inputs or changed.get("item_inputs")
+    table = run_comparison(base.mode, plans, seeds, out_dir, args.redo, inputs=inputs,
                            parallel=args.parallel, **overrides)  # fmt: skip
     results = [json.loads(p.read_text()) for p in _cell_paths(table, out_dir)]
     print(report(base, results, table))

@@ -135,8 +135,10 @@ def results_of(model, data: Prepared, device, log, best_epoch, seconds, tokens) 
     return {
         "epochs": epochs,
         "best_epoch": best_epoch,
-        # Stopped by the plateau rule, not by the epoch cap: the best epoch was not the last.
+        # Converged: the best epoch was not the last. Stopped by the plateau rule (patience
+        # epochs without a better one) or by the epoch or step cap.
         "converged": best_epoch < epochs,
+        "stopped_by": "plateau" if epochs - best_epoch >= data.cfg.patience else "cap",
         "steps": log["step"][-1] + 1,
         "train_seconds": round(seconds, 2),
         "tokens_per_second": round(tokens / max(seconds, 1e-9)),
