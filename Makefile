@@ -1,27 +1,37 @@
-# Everyday commands. `make quick` sets up, fetches data and runs the QUICK comparison;
+# Everyday commands. `make quick` sets up, fetches data and runs the main job (the QUICK comparison);
 # `make test` runs every test (CI runs it too). PY=python uses an existing (e.g. conda) env.
 VENV ?= .venv
 PY ?= $(VENV)/bin/python
+# Where pip takes torch from. Empty: the default index (PyPI; on Linux that is the CUDA build,
+# several GB). `make quick TORCH_INDEX=https://download.pytorch.org/whl/cpu`: the ~200 MB CPU build.
+TORCH_INDEX ?=
+PARALLEL ?= 2
 NBVAL = --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 export HF_HUB_OFFLINE = 1
 export PYTHONHASHSEED = 0
+export TOKENIZERS_PARALLELISM = false
 
-.PHONY: setup data quick test unit nbval notebooks lint lab bench
+.PHONY: setup data quick reference test unit nbval notebooks lint lab bench
 
 setup: $(VENV)/.installed
 
-# torch first and pinned, so pip takes the CPU wheel instead of several GB of CUDA packages.
+# torch first and pinned, so the rest of the install never pulls another build of it.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
 data: setup
 	$(PY) -m iam_tutorial.data
 
+# The main job: seed 0 of a few reference cells, trained here, printed beside the committed reference.
 quick: data
-	$(PY) -m iam_tutorial.compare --mode quick
+	$(PY) -m iam_tutorial.compare --mode quick --parallel $(PARALLEL)
+
+# The reference comparison (5 seeds, every compared plan, both item inputs): ~90 min on 2 cores.
+reference: data
+	$(PY) -m iam_tutorial.compare --mode reference --parallel $(PARALLEL)
 
 test: setup lint unit nbval
 
@@ -35,10 +45,10 @@ lint:
 	$(PY) -m ruff check iam_tutorial tests benchmarks
 	$(PY) -m ruff format --check iam_tutorial tests benchmarks
 
-# Regenerate stored notebook outputs (the only way they change), in the environment nbval uses.
+# Regenerate stored notebook outputs and the README's figures (the only way either changes).
 notebooks:
 	cd notebooks && for nb in 0*.ipynb; do \
-	  PYTHONHASHSEED=0 IAM_THREADS=2 OMP_NUM_THREADS=2 TQDM_DISABLE=1 TOKENIZERS_PARALLELISM=false \
+	  IAM_THREADS=2 OMP_NUM_THREADS=2 TQDM_DISABLE=1 IAM_FIGURES_DIR=$(CURDIR)/figures \
 	  ../$(PY) -m jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.record_timing=False \
 	    $$nb || exit 1; done
