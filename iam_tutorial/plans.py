@@ -112,8 +112,9 @@ def layer_plan(plan: str, n_layer: int, hatllm_split=None) -> Layers:
 
 
 def describe(layers: Layers) -> str:
-    """'intra · causal · inter' (blocks joined by ' · ', sublayers of one block by '+')."""
-    return " · ".join("+".join(block) for block in layers)
+    """'intra · causal · inter': blocks joined by ' · ', sublayers of one block by '+', and a
+    head-split sublayer as 'intra/inter' (half the heads each)."""
+    return " · ".join("+".join(kind.replace("|", "/") for kind in block) for block in layers)
 
 
 def plans_table(n_layer: int = 4) -> str:

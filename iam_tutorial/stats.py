@@ -84,3 +84,36 @@ def verdicts(results: list[dict], pairs=PAIRS, **kw) -> pd.DataFrame:
     for col in ("change", "ci_low", "ci_high"):
         table[col] = table[col].map(lambda x: f"{x:+.1%}")
     return table
+
+
+def convergence(results: list[dict]) -> pd.DataFrame:
+    """Per cell: seeds, best epoch and epochs run per seed, and how many cells converged (best
+    epoch before the last) and stopped on the plateau rule rather than a cap."""
+    rows = [{"cell": r.get("cell", r["plan"]), "seed": r["seed"], "best": r["best_epoch"],
+             "epochs": r["epochs"], "converged": r["converged"],
+             "plateau": r.get("stopped_by", "plateau") == "plateau"}
+            for r in results if r.get("epochs")]  # fmt: skip
+    table = pd.DataFrame(rows).sort_values(["cell", "seed"])
+    return table.groupby("cell", sort=False).agg(
+        seeds=("seed", "count"),
+        best_epoch=("best", lambda e: "/".join(map(str, e))),
+        epochs=("epochs", lambda e: "/".join(map(str, e))),
+        converged=("converged", lambda c: f"{int(c.sum())}/{len(c)}"),
+        plateau=("plateau", lambda c: f"{int(c.sum())}/{len(c)}"),
+    )
+
+
+def by_history_length(results: list[dict], lengths, cells, groups: int = 4, split="test"):
+    """Mean NDCG@10 per history-length quantile group and cell, over users and seeds.
+    `lengths[u]` is user u's number of input items (same user order as the stored ranks)."""
+    lengths = pd.Series(lengths)
+    codes = pd.qcut(lengths, groups, labels=False, duplicates="drop")
+    bounds = lengths.groupby(codes).agg(["min", "max"])
+    names = [f"{lo}–{hi} items" for lo, hi in bounds.itertuples(index=False)]
+    out = {}
+    for cell in cells:
+        scores = np.mean(list(per_user(results, cell, split=split).values()), axis=0)
+        out[cell] = pd.Series(scores).groupby(codes).mean().to_numpy()
+    table = pd.DataFrame(out, index=pd.Index(names, name="history length"))
+    table.insert(0, "users", codes.value_counts().sort_index().to_numpy())
+    return table
