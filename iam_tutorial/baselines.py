@@ -40,7 +40,12 @@ def run_popularity(cfg: Config, split=None) -> dict:
         "seed": cfg.seed,
         "config": dataclasses.asdict(cfg),
         "protocol": protocol() + " · popularity counted on the training parts",
-        "data": {"source": split.source, "users": len(split.users), "items": split.n_items},
+        "data": {
+            "source": split.source,
+            "users": len(split.users),
+            "items": split.n_items,
+            "files": split.files,  # each data file read -> sha256
+        },
         "params": 0,
         "train_seconds": 0.0,
         "epochs": 0,

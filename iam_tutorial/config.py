@@ -20,7 +20,7 @@ MODES = ("quick", "reference", "full")
 class Config:
     mode: str = "quick"  # preset name, recorded in every result
     # Data.
-    n_users: int | None = 1000  # original MovieLens user ids 1..n_users; None = all 6,040
+    n_users: int | None = 800  # original MovieLens user ids 1..n_users; None = all 6,040
     max_items: int = 12  # items per history window fed to the model (SASRec's maxlen)
     max_tokens: int = 224  # token budget of one serialized history, BOS included
     vocab_size: int = 2048  # ByteLevel BPE vocabulary trained on the item texts
@@ -32,22 +32,29 @@ class Config:
     hatllm_split: tuple[int, int, int] | None = None  # (intra, causal, inter) layers; None = auto
     n_layer: int = 3  # transformer blocks (3: hatllm has a causal middle and differs from iam-alt)
     n_head: int = 2  # attention heads
-    n_embd: int = 64  # model width
+    n_embd: int = 32  # model width
     dropout: float = 0.0  # dropout (0 keeps SDPA on its fast CPU path)
     item_head: str = "id"  # item table: "id" (learned) or "tied" (mean of its token embeddings)
     item_input: str = "text"  # "text", or "text+id": each token also gets its item's ID vector
     attn_impl: str = "sdpa"  # "sdpa", "einops" (reference) or "flex" (CUDA only)
     # Optimisation.
     batch_size: int = 32  # users per step
-    lr: float = 3e-3  # peak AdamW learning rate
+    lr: float = 6e-3  # peak AdamW learning rate
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     warmup_frac: float = 0.05  # fraction of steps spent in linear warmup, then cosine decay
     grad_clip: float = 1.0  # max global gradient norm
     # An epoch trains every training transition once (pipeline.epoch_windows).
     train_horizon: int | None = 12  # train on each user's most recent N transitions; None = all
-    max_epochs: int = 20  # upper bound of the shared schedule; early stopping may end sooner
-    patience: int = 4  # epochs without a better validation NDCG@10 before stopping
+    max_epochs: int = 14  # upper bound of the shared schedule; early stopping may end sooner
+    decay_epochs: int | None = 10  # cosine decay to 0.1x over these epochs, then flat; None = all
+    patience: int = 3  # epochs without a better validation NDCG@10 before stopping
+    # No stop before this epoch: text models first drift towards popularity, then learn items, so
+    # an early flat stretch is not a plateau (seen: control stopped at epoch 6 on its epoch-2 peak).
+    min_epochs: int = 8
     max_steps: int | None = None  # hard step cap (tests and smoke runs); None = no cap
+    # Wall-clock cap in seconds on one training run, validation included; the best epoch so far
+    # is kept (full.py gives each GPU cell its share of the budget). None = no cap.
+    max_train_seconds: float | None = None
     eval_batch_size: int = 128  # users per evaluation batch
     exclude_seen: bool = True  # headline metrics rank only items outside the input history
     # Runtime.
@@ -73,7 +80,7 @@ class ConfigError(ValueError):
 
 
 POSITIVE = ("max_items", "max_tokens", "vocab_size", "n_layer", "n_head", "n_embd", "batch_size",
-            "max_epochs", "patience", "eval_batch_size")  # fmt: skip
+            "max_epochs", "patience", "min_epochs", "eval_batch_size")  # fmt: skip
 CHOICES = {"item_head": ("id", "tied"), "item_input": ("text", "text+id", "id"),
            "attn_impl": ("sdpa", "einops", "flex")}  # fmt: skip
 
@@ -113,7 +120,7 @@ def check_config(cfg: "Config") -> None:
     for name in POSITIVE:
         if getattr(cfg, name) < 1:
             bad(name, "must be >= 1")
-    for name in ("n_users", "max_steps", "train_horizon"):
+    for name in ("n_users", "max_steps", "train_horizon", "decay_epochs"):
         if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             bad(
                 name,
@@ -121,6 +128,8 @@ def check_config(cfg: "Config") -> None:
                 if name != "n_users"
                 else "must be >= 1, or None for all 6,040 users",
             )
+    if cfg.max_train_seconds is not None and not cfg.max_train_seconds > 0:
+        bad("max_train_seconds", "must be > 0 seconds, or None for no cap")
     if cfg.n_users is not None and cfg.n_users > 6040:
         bad("n_users", "MovieLens-1M has 6,040 users")
     ranges = {"lr": cfg.lr > 0, "dropout": 0 <= cfg.dropout < 1, "grad_clip": cfg.grad_clip > 0,
@@ -171,6 +180,7 @@ FULL = dataclasses.replace(
     batch_size=128,
     lr=1e-3,
     max_epochs=100,
+    decay_epochs=None,
     patience=10,
     eval_batch_size=512,
     bf16=True,

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from iam_tutorial.cli import add_config_args, config_from_args, fail, guarded
 from iam_tutorial.config import Config
+from iam_tutorial.device import resolve_device
 from iam_tutorial.metrics import metrics_from_ranks, protocol, rank_targets
 from iam_tutorial.model import ItemGPT
 from iam_tutorial.paths import results_dir
@@ -30,12 +31,6 @@ from iam_tutorial.repro import seed_everything
 from iam_tutorial.serialize import PADDING, Batch
 
 HEADLINE = "NDCG@10"
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -82,19 +77,29 @@ def headline(metrics: dict, cfg: Config) -> float:
 
 
 def build_model(data: Prepared) -> ItemGPT:
+    """A fresh ItemGPT, or one on `cfg.backbone`'s pretrained weights (pretrained.py)."""
+    if data.cfg.backbone != "scratch":
+        from iam_tutorial.pretrained import build_model as build_on_backbone
+
+        return build_on_backbone(data)
     return ItemGPT(data.cfg, data.serializer.vocab_size, data.serializer.item_words())
 
 
 def train(cfg: Config, data: Prepared | None = None, progress: bool = True) -> tuple[ItemGPT, dict]:
     """Train one model: whole epochs on one shared schedule, evaluated on validation after each,
-    stopped after `patience` epochs without a better NDCG@10; the best epoch's weights are kept."""
+    stopped after `patience` epochs without a better NDCG@10; the best epoch's weights are kept.
+    With `max_train_seconds`, training also stops after the step (or the validation) at which that
+    much wall-clock time has passed: that epoch is validated, and the best epoch is kept."""
     seed_everything(cfg.seed)
     data = data or prepare(cfg)
     cfg, device = data.cfg, resolve_device(data.cfg.device)
     model = build_model(data).to(device)
     loss_fn = torch.compile(model.loss) if cfg.compile else model.loss
     optimizer = make_optimizer(model, cfg)
-    total = min(cfg.max_epochs * data.steps_per_epoch(), cfg.max_steps or math.inf)
+    # The learning rate decays over `decay_epochs`, then stays at its floor: the epochs after it
+    # show whether validation has plateaued (a schedule that decays to the last epoch peaks there).
+    decay = min(cfg.decay_epochs or cfg.max_epochs, cfg.max_epochs)
+    total = min(decay * data.steps_per_epoch(), cfg.max_steps or math.inf)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total, max(1, int(cfg.warmup_frac * total)))
     )
@@ -103,6 +108,8 @@ def train(cfg: Config, data: Prepared | None = None, progress: bool = True) -> t
     best, best_state, best_epoch, step, tokens, seconds = -1.0, None, 0, 0, 0, 0.0
     quiet = not progress or os.environ.get("TQDM_DISABLE", "0") not in ("", "0")  # nbval sets it
     bar = tqdm(total=total, desc=f"{cfg.plan} {cfg.item_input} seed {cfg.seed}", disable=quiet)
+    began, cap = time.perf_counter(), cfg.max_train_seconds or math.inf
+    stopped = None  # "time" once the wall-clock cap cut training short
     for epoch in range(1, cfg.max_epochs + 1):
         start = time.perf_counter()
         for batch in data.epoch(generator):
@@ -113,6 +120,9 @@ def train(cfg: Config, data: Prepared | None = None, progress: bool = True) -> t
             bar.update()
             if cfg.max_steps and step >= cfg.max_steps:
                 break
+            if time.perf_counter() - began >= cap:
+                stopped = "time"
+                break
         seconds += time.perf_counter() - start
         valid = headline(evaluate_model(model, data, "valid", device), cfg)
         log["epoch"].append(epoch)
@@ -121,14 +131,22 @@ def train(cfg: Config, data: Prepared | None = None, progress: bool = True) -> t
         bar.set_postfix(epoch=epoch, loss=f"{loss:.3f}", valid_ndcg10=f"{valid:.4f}")
         if valid > best:
             best, best_epoch, best_state = valid, epoch, copy.deepcopy(model.state_dict())
-        if (cfg.max_steps and step >= cfg.max_steps) or epoch - best_epoch >= cfg.patience:
+        if (
+            stopped
+            or (cfg.max_steps and step >= cfg.max_steps)
+            or (epoch >= cfg.min_epochs and epoch - best_epoch >= cfg.patience)
+        ):
+            break
+        if epoch < cfg.max_epochs and time.perf_counter() - began >= cap:  # validation counts too
+            stopped = "time"
             break
     bar.close()
     model.load_state_dict(best_state)
-    return model, results_of(model, data, device, log, best_epoch, seconds, tokens)
+    return model, results_of(model, data, device, log, best_epoch, seconds, tokens, stopped)
 
 
-def results_of(model, data: Prepared, device, log, best_epoch, seconds, tokens) -> dict:
+def results_of(model, data: Prepared, device, log, best_epoch, seconds, tokens,
+               stopped_by: str | None = None) -> dict:  # fmt: skip
     """The results dict of a trained model: metrics, per-user ranks, convergence and run facts."""
     ranks = {s: evaluate_model(model, data, s, device, ranks=True) for s in ("valid", "test")}
     epochs = log["epoch"][-1]
@@ -136,9 +154,10 @@ def results_of(model, data: Prepared, device, log, best_epoch, seconds, tokens) 
         "epochs": epochs,
         "best_epoch": best_epoch,
         # Converged: the best epoch was not the last. Stopped by the plateau rule (patience
-        # epochs without a better one) or by the epoch or step cap.
+        # epochs without a better one), the epoch or step cap, or the wall-clock cap ("time").
         "converged": best_epoch < epochs,
-        "stopped_by": "plateau" if epochs - best_epoch >= data.cfg.patience else "cap",
+        "stopped_by": stopped_by
+        or ("plateau" if epochs - best_epoch >= data.cfg.patience else "cap"),
         "steps": log["step"][-1] + 1,
         "train_seconds": round(seconds, 2),
         "tokens_per_second": round(tokens / max(seconds, 1e-9)),
@@ -181,6 +200,7 @@ def run_facts(cfg: Config, data: Prepared, device) -> dict:
             "users": len(data.split.users),
             "items": data.split.n_items,
             "eval_input_items_dropped_by_token_budget": data.n_dropped,
+            "files": data.split.files,  # each data file read -> sha256
         },
         "device": torch.cuda.get_device_name(device)
         if device.type == "cuda"

@@ -49,7 +49,9 @@ def test_training_is_deterministic(synthetic_env):
 
 def test_early_stopping_keeps_best_epoch(synthetic_env):
     results = run(
-        get_config("quick", plan="token", **{**TINY, "max_epochs": 6, "patience": 1}),
+        get_config(
+            "quick", plan="token", **{**TINY, "max_epochs": 6, "patience": 1, "min_epochs": 1}
+        ),
         progress=False,
     )
     curve = results["history"]["valid_NDCG@10"]
@@ -59,7 +61,7 @@ def test_early_stopping_keeps_best_epoch(synthetic_env):
 
 
 def test_an_epoch_trains_every_transition_once(synthetic_env):
-    data = prepare(get_config("quick", plan="token", **TINY))
+    data = prepare(get_config("quick", plan="token", **{**TINY, "train_horizon": None}))
     split = data.split
     for seed in (0, 1):
         batches = list(data.epoch(torch.Generator().manual_seed(seed)))
@@ -159,3 +161,11 @@ def test_ranks_agree_with_metrics(synthetic_env):
     ranks = evaluate_model(model, data, "test", resolve_device("cpu"), ranks=True)
     assert len(ranks["seen_excluded"]) == len(data.split.users)
     assert metrics_from_ranks(ranks["seen_excluded"]) == results["test"]["seen_excluded"]
+
+
+def test_no_stop_before_min_epochs(synthetic_env):
+    cfg = get_config(
+        "quick", plan="token", **{**TINY, "max_epochs": 5, "patience": 1, "min_epochs": 4}
+    )
+    results = run(cfg, progress=False)
+    assert results["epochs"] >= 4

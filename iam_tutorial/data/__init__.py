@@ -1,5 +1,6 @@
-"""MovieLens-1M loading and a synthetic MovieLens-shaped fixture."""
+"""MovieLens-1M loading, your own CSV log in the same form, and a synthetic MovieLens-shaped fixture."""
 
+from iam_tutorial.data.custom import load_csv_items, load_csv_sequences
 from iam_tutorial.data.movielens import (
     DataError,
     LeaveOneOut,
@@ -23,6 +24,8 @@ __all__ = [
     "download_ml1m",
     "download_sasrec",
     "leave_one_out",
+    "load_csv_items",
+    "load_csv_sequences",
     "load_benchmark_sequences",
     "load_movies",
     "load_ratings",

@@ -2,16 +2,20 @@
 
 Two sources give the same per-user sequences of original movie ids (tests/test_movielens.py proves it):
 the official GroupLens files (`ml-1m/`), preprocessed the standard way, and the SASRec benchmark form
-(`ml-1m-sasrec/ml-1m.txt` plus id maps). Partial data is refused or used only for what it covers.
+(`ml-1m-sasrec/ml-1m.txt` plus id maps). Partial data is refused or used only for what it covers;
+damaged files (empty, cut off, re-encoded, edited: checked byte by byte and against the official
+checksums) are refused with what to do, and every result records its source and files' sha256.
 """
 
 import hashlib
 import os
+import re
+import sys
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +45,18 @@ SASREC_FILES = {  # file -> (url, sha256)
         "121893a66ab13fad83a67e12e3b3e6ddc56bcd01f0bcedf2ccb10bd8405e6239",
     ),
 }
+
+# The complete official files whose bytes are known (ratings.dat's are not: its row count and
+# format are checked instead). The sha256 of the files in the official zip; md5s in data/README.md.
+OFFICIAL_SHA256 = {
+    "movies.dat": "0140fc2356357c1a851d0f52e893a1e4d3696df632c4141cea8d5bc3d621f0b9",
+    "users.dat": "1dc3a95300cb19f7c10e027daf29b8cdf1d908dab65b5edfb45950aa389a10a3",
+}
+SYNTHETIC_MARKER = "SYNTHETIC"  # a fixture folder holding this file is exempt from the checksums
+REDOWNLOAD = "re-download it with `python -m iam_tutorial.data`"
+# Bytes the official files never hold: C0 controls but the newline, DEL, and latin-1's C1 range
+# (str.splitlines would also cut lines at some of them, shifting every row after).
+STRAY_BYTES = re.compile(rb"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 
 # The official `::` files: columns and the dtype each must parse to.
 DAT_SCHEMAS = {
@@ -101,11 +117,12 @@ def download(url: str, dest: Path, algorithm: str, expected: str) -> Path:
             os.remove(tmp)
 
 
-def download_ml1m(root: Path | None = None) -> Path:
-    """Download and unpack the official ML-1M zip into `root/ml-1m` (skipped when present)."""
+def download_ml1m(root: Path | None = None, force: bool = False) -> Path:
+    """Download and unpack the official ML-1M zip into `root/ml-1m` (skipped when present,
+    unless `force`: then the files are replaced)."""
     root = Path(root or data_dir())
     target = root / "ml-1m"
-    if all((target / name).exists() for name in DAT_SCHEMAS):
+    if not force and all((target / name).exists() for name in DAT_SCHEMAS):
         return target
     archive = download(ML1M_URL, root / "ml-1m.zip", "md5", ML1M_MD5)
     with zipfile.ZipFile(archive) as z:
@@ -113,11 +130,12 @@ def download_ml1m(root: Path | None = None) -> Path:
     return target
 
 
-def download_sasrec(root: Path | None = None) -> Path:
-    """Download the SASRec benchmark sequences and id maps into `root/ml-1m-sasrec`."""
+def download_sasrec(root: Path | None = None, force: bool = False) -> Path:
+    """Download the SASRec benchmark sequences and id maps into `root/ml-1m-sasrec` (those
+    present are kept, unless `force`)."""
     target = Path(root or data_dir()) / "ml-1m-sasrec"
     for name, (url, sha256) in SASREC_FILES.items():
-        if not (target / name).exists():
+        if force or not (target / name).exists():
             download(url, target / name, "sha256", sha256)
     return target
 
@@ -125,8 +143,59 @@ def download_sasrec(root: Path | None = None) -> Path:
 # --- the official files -------------------------------------------------------------------------
 
 
+def _line(raw: bytes, offset: int) -> tuple[int, str]:
+    """(line number, text) of the line holding byte `offset`."""
+    start, end = raw.rfind(b"\n", 0, offset) + 1, raw.find(b"\n", offset)
+    return raw.count(b"\n", 0, offset) + 1, raw[start : end if end >= 0 else None].decode("latin-1")
+
+
+def check_bytes(path: Path, raw: bytes) -> None:
+    """Refuse bytes no official file has: none at all, a last line without its newline (a cut-off
+    download), UTF-8 instead of latin-1, stray control bytes; and, where the official file is
+    known (OFFICIAL_SHA256), any other bytes."""
+    if not raw:
+        raise DataError(f"{path} is empty: the file is corrupt; {REDOWNLOAD}.")
+    if not raw.endswith(b"\n"):
+        n, last = _line(raw, len(raw) - 1)
+        raise DataError(
+            f"{path} is cut off: its last line ({n:,}: {last[:80]!r}) has no newline "
+            f"(an interrupted download or copy); {REDOWNLOAD}."
+        )
+    if not raw.isascii() and _is_utf8(raw):
+        n, line = _line(raw, re.search(rb"[\x80-\xff]", raw).start())
+        raise DataError(
+            f"{path} is UTF-8, not the official latin-1 (line {n} would read "
+            f"{line[:60]!r}): it was converted; {REDOWNLOAD}."
+        )
+    if stray := STRAY_BYTES.search(raw):
+        n, line = _line(raw, stray.start())
+        crlf = " (Windows line endings)" if stray.group() == b"\r" else ""
+        raise DataError(
+            f"{path}: stray byte 0x{stray.group()[0]:02x} on line {n}{crlf}: {line[:60]!r}; "
+            f"the file is corrupt; {REDOWNLOAD}."
+        )
+    expected = OFFICIAL_SHA256.get(path.name)
+    if expected and not (path.parent / SYNTHETIC_MARKER).exists():
+        actual = hashlib.sha256(raw).hexdigest()
+        if actual != expected:
+            raise DataError(
+                f"{path} is not the official file (sha256 {actual[:12]}..., expected "
+                f"{expected[:12]}...): edited or damaged; {REDOWNLOAD}."
+            )
+
+
+def _is_utf8(raw: bytes) -> bool:
+    """True when non-ASCII bytes decode as UTF-8: the official latin-1 accents never do."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def read_dat(path: Path) -> pd.DataFrame:
-    """Read one official `::`-separated latin-1 file into a typed frame, validating every row."""
+    """Read one official `::`-separated latin-1 file into a typed frame, validating every byte
+    (check_bytes) and row."""
     path = Path(path)
     schema = DAT_SCHEMAS[path.name]
     if not path.exists():
@@ -134,7 +203,9 @@ def read_dat(path: Path) -> pd.DataFrame:
             f"Missing {path}. Run `python -m iam_tutorial.data` to download MovieLens-1M, or "
             f"place the official files in {path.parent} (see data/README.md)."
         )
-    lines = path.read_bytes().decode("latin-1").splitlines()
+    raw = path.read_bytes()
+    check_bytes(path, raw)
+    lines = raw.decode("latin-1").splitlines()
     rows = [line.split("::") for line in lines]
     bad = [i for i, r in enumerate(rows) if len(r) != len(schema)]
     if bad:
@@ -142,7 +213,7 @@ def read_dat(path: Path) -> pd.DataFrame:
         raise DataError(
             f"{path}: {len(bad)} rows lack {len(schema)} '::'-separated fields "
             f"(first: line {i + 1}: {lines[i][:80]!r}). Wrong separator or a truncated/corrupt "
-            f"file: download it again."
+            f"file: {REDOWNLOAD}."
         )
     frame = pd.DataFrame(rows, columns=list(schema))
     for column, dtype in schema.items():
@@ -152,7 +223,7 @@ def read_dat(path: Path) -> pd.DataFrame:
                 i = int(values.isna().to_numpy().argmax())
                 raise DataError(
                     f"{path}: non-numeric {column} on line {i + 1}: {lines[i][:80]!r}. "
-                    f"The file is corrupt: download it again."
+                    f"The file is corrupt: {REDOWNLOAD}."
                 )
             frame[column] = values
     return frame.astype(schema)
@@ -179,8 +250,8 @@ def load_ratings(root: Path | None = None, allow_partial: bool = False) -> pd.Da
     if not complete and not allow_partial:
         raise DataError(
             f"{path} has {len(ratings):,} rows, not the official {ML1M_RATINGS_ROWS:,}: it is partial. "
-            f"Download the complete file (`python -m iam_tutorial.data`), or pass allow_partial=True "
-            f"to use only the users it fully covers."
+            f"Download the complete file (`python -m iam_tutorial.data --force`), or pass "
+            f"allow_partial=True to use only the users it fully covers."
         )
     users = ratings["user"].unique()
     ratings.attrs["complete"] = complete
@@ -223,6 +294,31 @@ def _read_pairs(path: Path) -> np.ndarray:
     return pairs
 
 
+def sha256_of(path: Path, expected: str | None = None) -> str:
+    """The file's sha256; raises when `expected` is given and differs (fixtures are exempt)."""
+    actual = _digest(path, "sha256")
+    if expected and actual != expected and not (path.parent / SYNTHETIC_MARKER).exists():
+        raise DataError(
+            f"{path} is not the published file (sha256 {actual[:12]}..., expected "
+            f"{expected[:12]}...): edited or damaged; {REDOWNLOAD}."
+        )
+    return actual
+
+
+def benchmark_files(root: Path | None = None) -> dict[str, str]:
+    """`ml-1m-sasrec/<file>` -> sha256 of the benchmark files, each checked against SASREC_FILES."""
+    folder = Path(root or data_dir()) / "ml-1m-sasrec"
+    for name in SASREC_FILES:
+        if not (folder / name).exists():
+            raise DataError(
+                f"Missing {folder / name}. Run `python -m iam_tutorial.data` or see data/README.md."
+            )
+    return {
+        f"ml-1m-sasrec/{name}": sha256_of(folder / name, expected)
+        for name, (_, expected) in SASREC_FILES.items()
+    }
+
+
 def load_benchmark_sequences(root: Path | None = None) -> dict[int, list[int]]:
     """SASRec's ml-1m.txt mapped back to original user and movie ids (file order kept)."""
     folder = Path(root or data_dir()) / "ml-1m-sasrec"
@@ -249,6 +345,37 @@ def count_rows(path: Path) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
 
+def ratings_problem(path: Path) -> tuple[str, bool]:
+    """Why `ratings.dat` is not the complete official file, judged from its newlines and last
+    byte alone (parsing a million rows to decide which source to use would be slow):
+    ("", False) when it may be; (reason, damaged) otherwise, `damaged` when it is broken rather
+    than a clean prefix (partial) or absent."""
+    if not path.exists():
+        return "ratings.dat absent", False
+    rows, size = count_rows(path), path.stat().st_size
+    if size == 0:
+        return "ratings.dat empty", True
+    with open(path, "rb") as f:
+        f.seek(size - 1)
+        if f.read(1) != b"\n":
+            return f"ratings.dat cut off mid-line after {rows:,} rows", True
+    if rows > ML1M_RATINGS_ROWS:
+        return f"ratings.dat has {rows:,} rows, more than the official {ML1M_RATINGS_ROWS:,}", True
+    if rows < ML1M_RATINGS_ROWS:
+        return f"ratings.dat partial: {rows:,} of {ML1M_RATINGS_ROWS:,} rows", False
+    return "", False
+
+
+_NOTED: set[str] = set()
+
+
+def note(message: str) -> None:
+    """One line on stderr, once per process: a fallback is said, never silent."""
+    if message not in _NOTED:
+        _NOTED.add(message)
+        print(f"note: {message}", file=sys.stderr)
+
+
 # --- one entry point -------------------------------------------------------------------------
 
 
@@ -257,25 +384,35 @@ class Sequences:
     """Chronological movie-id sequences of the selected users, and where they came from."""
 
     by_user: dict[int, list[int]]
-    source: str  # "official ratings.dat" or "SASRec benchmark ml-1m.txt"
+    # "official ratings.dat", or "SASRec benchmark ml-1m.txt (why ratings.dat was not used)".
+    source: str
+    files: dict[str, str] = field(default_factory=dict)  # file read (relative) -> its sha256
 
 
 def load_sequences(n_users: int | None = None, root: Path | None = None) -> Sequences:
     """Sequences of original users 1..n_users (all when None), from the complete official ratings
-    when present, else from the benchmark form. Raises when the data cannot cover the request."""
+    when present, else from the benchmark form (the same sequences; `source` says why, and a
+    damaged ratings.dat is also named on stderr). Raises when the data cannot cover the request."""
     root = Path(root or data_dir())
     ratings_path = root / "ml-1m" / "ratings.dat"
     benchmark = root / "ml-1m-sasrec" / "ml-1m.txt"
-    rows = count_rows(ratings_path) if ratings_path.exists() else None
-    if rows == ML1M_RATINGS_ROWS:
+    problem, damaged = ratings_problem(ratings_path)
+    if not problem:
         by_user, source = sequences_from_ratings(load_ratings(root)), "official ratings.dat"
+        files = {"ml-1m/ratings.dat": sha256_of(ratings_path)}
     elif benchmark.exists():
-        by_user, source = load_benchmark_sequences(root), "SASRec benchmark ml-1m.txt"
-    elif rows is not None:
+        files, by_user = benchmark_files(root), load_benchmark_sequences(root)
+        source = f"SASRec benchmark ml-1m.txt ({problem})"
+        if damaged:
+            note(
+                f"{ratings_path.parent}: {problem}; using the SASRec benchmark ml-1m.txt (the "
+                f"same sequences) instead. To repair ratings.dat, {REDOWNLOAD}."
+            )
+    elif ratings_path.exists():
         raise DataError(
-            f"{ratings_path} is partial ({rows:,} of {ML1M_RATINGS_ROWS:,} rows) and no "
-            f"benchmark sequences are in {benchmark.parent}; the >= 5-ratings filter needs the whole "
-            f"data set. Run `python -m iam_tutorial.data` to download both."
+            f"{ratings_path}: {problem}, and no benchmark sequences are in {benchmark.parent}; "
+            f"the >= 5-ratings filter needs the whole data set. Run `python -m iam_tutorial.data "
+            f"--force` to download both."
         )
     else:
         raise DataError(
@@ -288,7 +425,7 @@ def load_sequences(n_users: int | None = None, root: Path | None = None) -> Sequ
         raise DataError(
             f"{source} lacks users {missing[:5]}... of 1..{len(wanted)}; use fewer users."
         )
-    return Sequences({u: by_user[u] for u in wanted}, source)
+    return Sequences({u: by_user[u] for u in wanted}, source, files)
 
 
 # --- split and statistics -----------------------------------------------------------------------
@@ -305,6 +442,7 @@ class LeaveOneOut:
     test: list[int]
     movie_ids: np.ndarray  # catalog index -> original movie id (index 0 unused)
     source: str = ""  # where the sequences came from (Sequences.source)
+    files: dict[str, str] = field(default_factory=dict)  # the files read -> sha256 (Sequences)
 
     @property
     def n_items(self) -> int:
@@ -335,6 +473,7 @@ def leave_one_out(sequences: Sequences | dict[int, list[int]]) -> LeaveOneOut:
         test=[s[-1] for s in seqs],
         movie_ids=movie_ids,
         source=sequences.source if isinstance(sequences, Sequences) else "given sequences",
+        files=dict(sequences.files) if isinstance(sequences, Sequences) else {},
     )
 
 

@@ -2,14 +2,17 @@
 
 `make_synthetic_ml1m(root)` writes `root/ml-1m/{movies,users,ratings}.dat` (latin-1, `::`) and the
 matching benchmark form `root/ml-1m-sasrec/` derived with the standard preprocessing, so every
-loader runs on it exactly as on the real files.
+loader runs on it exactly as on the real files. A `SYNTHETIC` file in each folder exempts them from
+the official checksums (every other check still applies).
 """
 
 from pathlib import Path
 
 import numpy as np
 
-from iam_tutorial.data.movielens import MIN_ITEM_RATINGS
+from iam_tutorial.data.movielens import MIN_ITEM_RATINGS, SYNTHETIC_MARKER
+
+MARKER_TEXT = "A synthetic test fixture, not MovieLens: the official checksums do not apply.\n"
 
 GENRES = ["Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Drama", "Thriller"]
 
@@ -36,6 +39,7 @@ def make_synthetic_ml1m(root: Path, n_users: int = 30, n_movies: int = 40, seed:
         ]
     for name, lines in (("movies.dat", movies), ("users.dat", users), ("ratings.dat", ratings)):
         (root / "ml-1m" / name).write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    (root / "ml-1m" / SYNTHETIC_MARKER).write_text(MARKER_TEXT)
     _write_benchmark(root, ratings)
     return root
 
@@ -53,3 +57,4 @@ def _write_benchmark(root: Path, rating_lines: list[str]) -> None:
     (out / "ml-1m.txt").write_text("".join(f"{users[u]} {items[m]}\n" for u, _, _, m in kept))
     (out / "sas_to_original_items.txt").write_text("".join(f"{i} {m}\n" for m, i in items.items()))
     (out / "sas_to_original_users.txt").write_text("".join(f"{i} {u}\n" for u, i in users.items()))
+    (out / SYNTHETIC_MARKER).write_text(MARKER_TEXT)

@@ -1,0 +1,77 @@
+"""Which device to train on, and which speed options work there.
+
+`device="auto"` picks CUDA, then Apple's MPS, then the CPU. bf16 autocast and torch.compile are
+requests: `runtime_flags` keeps each only where it works and says why it dropped one (compile needs
+Triton, which has no Windows or MPS backend; bf16 needs a GPU that has it).
+"""
+
+import platform
+from dataclasses import dataclass
+
+import torch
+
+from iam_tutorial.config import ConfigError
+
+
+def mps_available() -> bool:
+    """Apple's Metal backend (torch builds without it lack the attribute on older versions)."""
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps and mps.is_available())
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> cuda, else mps, else cpu; a named device that is not there is a ConfigError
+    (one clear line) rather than an assertion deep inside torch."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if mps_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device={name!r}, but this torch ({torch.__version__}) sees no CUDA GPU; "
+            f"use device='auto' or 'cpu'."
+        )
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device={name!r}, but only {torch.cuda.device_count()} CUDA device(s) exist."
+        )
+    if device.type == "mps" and not mps_available():
+        raise ConfigError(f"device={name!r}, but MPS is not available here; use 'auto' or 'cpu'.")
+    return device
+
+
+@dataclass(frozen=True)
+class RuntimeFlags:
+    bf16: bool  # bf16 autocast, where requested and supported
+    compile: bool  # torch.compile, where requested and supported
+    notes: tuple[str, ...] = ()  # each request that was dropped, and why
+
+
+def bf16_blocker(device: torch.device) -> str:
+    """Why bf16 autocast should not run on `device` ('' when it can)."""
+    if device.type == "mps":
+        return "MPS bf16 autocast needs a recent macOS and is untested here, so fp32 is used"
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return f"{torch.cuda.get_device_name(device)} has no bf16 (Ampere or later has)"
+    return ""
+
+
+def compile_blocker(device: torch.device) -> str:
+    """Why torch.compile should not run on `device` ('' when it can)."""
+    if device.type == "mps":
+        return "torch.compile does not support MPS"
+    if platform.system() == "Windows":
+        return "torch.compile needs Triton, which has no official Windows build"
+    return ""
+
+
+def runtime_flags(cfg, device: torch.device) -> RuntimeFlags:
+    """The config's bf16 and compile requests, each kept only where it works on `device`: bf16
+    on the CPU and on CUDA GPUs that have it, compile on CUDA and CPU outside Windows."""
+    why = {
+        "bf16": bf16_blocker(device) if cfg.bf16 else "",
+        "compile": compile_blocker(device) if cfg.compile else "",
+    }
+    notes = tuple(f"{flag} off: {reason}" for flag, reason in why.items() if reason)
+    return RuntimeFlags(cfg.bf16 and not why["bf16"], cfg.compile and not why["compile"], notes)
