@@ -26,11 +26,29 @@ def attention_maps(model, batch: Batch) -> list[tuple[str, torch.Tensor]]:
     was_training, device = model.training, next(model.parameters()).device
     maps: list[tuple[str, torch.Tensor]] = []
     model.eval()
-    try:
-        model(batch.tokens.to(device), batch.item_index.to(device), attn_maps=maps)
+    try:  # `items`: a text+id model adds each token's item vector
+        model(batch.tokens.to(device), batch.item_index.to(device), attn_maps=maps,
+              items=batch.items.to(device))  # fmt: skip
     finally:
         model.train(was_training)
     return maps
+
+
+def even_attention(kind: str, item_index: torch.Tensor) -> torch.Tensor:
+    """Attention that spreads each query's weight evenly over the keys mask `kind` lets it see:
+    what a fresh model's near-orthogonal queries and keys give, and the yardstick for a trained
+    one. Shapes: item_index (batch token) -> (batch head query key), one head (a head split
+    such as "intra|inter" gives one per group)."""
+    allow = allow_mask(kind, item_index).double()
+    even = allow / allow.sum(-1, keepdim=True)  # masks.py leaves no row empty
+    return even if even.dim() == 4 else rearrange(even, "batch query key -> batch 1 query key")
+
+
+def even_spread_mass(kinds, item_index: torch.Tensor, skip_first_item: bool = True) -> pd.DataFrame:
+    """`attention_mass` of even attention (`even_attention`) under each mask kind in `kinds`:
+    the share of own-item, other-item and BOS keys among the keys each query may see."""
+    maps = [(kind, even_attention(kind, item_index)) for kind in kinds]
+    return attention_mass(maps, item_index, skip_first_item=skip_first_item)
 
 
 def key_groups(item_index: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -57,9 +57,12 @@ def git_commit() -> str:
     import subprocess
 
     def git(*args):
-        return subprocess.run(
-            ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True
-        ).stdout.strip()
+        try:
+            return subprocess.run(
+                ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True
+            ).stdout.strip()
+        except OSError:  # no git on this machine (a bare GPU image)
+            return ""
 
     commit = git("rev-parse", "--short", "HEAD")
     return commit + ("+changes" if commit and git("status", "--porcelain", "iam_tutorial") else "")

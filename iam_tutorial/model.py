@@ -244,7 +244,8 @@ def load_gpt2_weights(model: ItemGPT, hf_state: dict) -> list[str]:
             value = value.T
         if own[name].shape != value.shape:
             raise ValueError(
-                f"{name}: shape {tuple(value.shape)} != model's {tuple(own[name].shape)}."
+                f"{name}: shape {tuple(value.shape)} != model's {tuple(own[name].shape)} (a "
+                f"pretrained backbone with added tokens: use iam_tutorial.pretrained.load_backbone)."
             )
         own[name].copy_(value)
         loaded.append(name)

@@ -120,11 +120,17 @@ class Prepared:
 
 
 def build_serializer(cfg: Config, split: LeaveOneOut, movies=None):
-    """(serializer, tokenizer) for the plan's item form: ID tokens (SASRec) or item text."""
+    """(serializer, tokenizer) for the plan's item form: ID tokens (SASRec) or item text, in a BPE
+    trained on the item texts or, with `cfg.backbone`, the backbone's own (pretrained.py)."""
     if not get_plan(cfg.plan).text:
         return Serializer.for_item_ids(split.n_items, cfg.max_tokens), None
     texts = item_texts(load_movies() if movies is None else movies)
-    tokenizer = train_tokenizer([texts[m] for m in sorted(texts)], cfg.vocab_size)
+    if cfg.backbone != "scratch":  # a pretrained backbone reads text with its own BPE
+        from iam_tutorial.pretrained import backbone_tokenizer
+
+        tokenizer = backbone_tokenizer(cfg.backbone)
+    else:
+        tokenizer = train_tokenizer([texts[m] for m in sorted(texts)], cfg.vocab_size)
     catalog = [""] + [texts[int(m)] for m in split.movie_ids[1:]]
     return Serializer.from_tokenizer(tokenizer, catalog, cfg.max_tokens), tokenizer
 

@@ -8,6 +8,8 @@ from iam_tutorial.analysis import (
     KEY_GROUPS,
     attention_maps,
     attention_mass,
+    even_attention,
+    even_spread_mass,
     key_groups,
     measured_queries,
 )
@@ -21,9 +23,7 @@ B, P = GLOBAL, PADDING
 
 def uniform_attention(kind: str, item_index: torch.Tensor, heads: int = 2) -> torch.Tensor:
     """Each query spreads its attention evenly over the keys it may see: (batch head query key)."""
-    allow = allow_mask(kind, item_index).double()
-    attn = allow / allow.sum(-1, keepdim=True)
-    return attn[:, None].expand(-1, heads, -1, -1)
+    return even_attention(kind, item_index).expand(-1, heads, -1, -1)
 
 
 def test_hand_computed_shares_under_uniform_causal_attention():
@@ -139,3 +139,31 @@ def test_attention_maps_restore_mode_and_follow_the_plan(model_maps):
         assert torch.allclose(attn, first)
         allow = allow_mask("causal", batch.item_index)[:, None].expand_as(attn)
         assert (attn[~allow] == 0).all()
+
+
+def test_even_attention_golden_and_even_spread_mass():
+    index = torch.tensor([[B, 0, 0, 1, 1, P]])
+    even = even_attention("inter", index)
+    assert even.shape == (1, 1, 6, 6)
+    # Query 3 (item 1) sees BOS, item 0's two tokens; query 5 (PAD) sees only itself.
+    assert even[0, 0, 3].tolist() == pytest.approx([1 / 3, 1 / 3, 1 / 3, 0, 0, 0])
+    assert even[0, 0, 5].tolist() == [0, 0, 0, 0, 0, 1]
+    assert torch.allclose(even.sum(-1), torch.ones(1, 1, 6, dtype=even.dtype))
+    assert even_attention("intra|inter", index).shape == (1, 2, 6, 6)  # one map per head group
+    table = even_spread_mass(["causal", "inter"], index)
+    assert table.kind.tolist() == ["causal", "inter"]
+    assert table.own_item[0] == pytest.approx((1 / 4 + 2 / 5) / 2)  # the hand example above
+    assert table.own_item[1] == 0 and table.bos[1] == pytest.approx(1 / 3)
+
+
+def test_attention_maps_of_a_text_plus_id_model():
+    """A text+id model adds each token's item vector: attention_maps passes `items`."""
+    items = [[], [3, 4, 2], [5, 2], [6, 7, 8, 2]]
+    serializer = Serializer(items, bos_id=0, pad_id=1, max_tokens=32)
+    serializer.sep_id = 2
+    batch = serializer.collate([[1, 2, 3], [3, 1]])
+    cfg = get_config("quick", plan="iam", n_layer=1, n_embd=16, n_head=2, max_tokens=32,
+                     item_input="text+id")  # fmt: skip
+    model = ItemGPT(cfg, serializer.vocab_size, serializer.item_words())
+    maps = attention_maps(model, batch)
+    assert [kind for kind, _ in maps] == ["intra", "inter"]

@@ -1,0 +1,112 @@
+"""Item-aware attention inside any Hugging Face decoder (GPT-2, Llama, Qwen2 style), unrewritten.
+
+transformers looks its attention function up by name (`AttentionInterface`). We register
+`item_aware`: loaded with `attn_implementation="item_aware"`, every attention layer calls our function,
+which builds that layer's mask (`module.layer_idx` -> the plan's kind) from the per-token item index
+passed to the forward, `model(input_ids, item_index=...)`, with the very `masks.allow_mask` ItemGPT
+uses. Only plans that re-mask existing layers fit: token, hatllm, iam-alt, iam-heads. Notebook 05.
+"""
+
+# Axes: batch, head, group (of heads), query, key, dim (per-head feature), token, embd
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from transformers import AttentionInterface, AutoModelForCausalLM
+
+from iam_tutorial.attention import per_head
+from iam_tutorial.masks import allow_mask
+from iam_tutorial.plans import get_plan, layer_plan
+from iam_tutorial.pretrained import grow_rows, quiet
+
+ATTENTION_NAME = "item_aware"  # the name transformers dispatches on
+PLAN_ATTRIBUTE = "item_aware_kinds"  # on the model's config: one mask kind per layer
+
+
+def layer_kind(module) -> str:
+    """The mask kind of the attention `module`: its layer's entry in the config's plan."""
+    kinds = getattr(module.config, PLAN_ATTRIBUTE, None)
+    if kinds is None:
+        raise ValueError(
+            "This model has no item-aware plan: build it with load_item_aware() or "
+            "make_item_aware(model, plan)."
+        )
+    return kinds[module.layer_idx]
+
+
+def item_aware_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
+                         item_index=None, **kwargs):  # fmt: skip
+    """transformers' attention signature. Shapes: query (batch head query dim), key value
+    (batch head key dim) with head possibly fewer (grouped-query attention), item_index
+    (batch token) -> out (batch query head dim), no weights.
+
+    transformers' own `attention_mask` is ignored: our mask already hides PAD (its item index
+    is PADDING), and a registered name gets no mask built for it anyway.
+    """
+    if item_index is None:
+        raise ValueError(
+            "Item-aware attention needs the item index: call model(ids, item_index=...)."
+        )
+    if query.shape[2] != key.shape[2] or getattr(module, "sliding_window", None):
+        raise ValueError(
+            "Item-aware attention covers full forwards: no KV cache, no sliding window."
+        )
+    allow = per_head(allow_mask(layer_kind(module), item_index.to(query.device)), query.shape[1])
+    out = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=allow, dropout_p=dropout, scale=scaling,
+        enable_gqa=key.shape[1] != query.shape[1],
+    )  # fmt: skip
+    return rearrange(out, "batch head query dim -> batch query head dim").contiguous(), None
+
+
+AttentionInterface.register(ATTENTION_NAME, item_aware_attention)
+
+
+def plan_kinds(plan: str, n_layer: int, hatllm_split=None) -> list[str]:
+    """One mask kind per layer of a plan that adds no weights (a decoder has one attention per
+    layer); plans that add sublayers (iam, control) need ItemGPT (pretrained.load_backbone)."""
+    layers = layer_plan(plan, n_layer, hatllm_split)
+    if get_plan(plan).new_weights or any(len(block) != 1 for block in layers):
+        raise ValueError(
+            f"Plan {plan!r} adds attention sublayers, which a Hugging Face decoder does not have; "
+            "use token, hatllm, iam-alt or iam-heads, or ItemGPT (iam_tutorial.pretrained)."
+        )
+    return [block[0] for block in layers]
+
+
+def make_item_aware(model, plan: str, hatllm_split=None):
+    """Switch a loaded transformers model to item-aware attention under `plan`; returns it."""
+    config = model.config.get_text_config()
+    setattr(config, PLAN_ATTRIBUTE, plan_kinds(plan, config.num_hidden_layers, hatllm_split))
+    model.set_attn_implementation(ATTENTION_NAME)
+    if model.config._attn_implementation != ATTENTION_NAME:  # transformers only warns
+        raise ValueError(
+            f"{type(model).__name__} does not dispatch attention through transformers' "
+            "AttentionInterface, so it cannot be made item-aware this way."
+        )
+    return model
+
+
+def load_item_aware(name_or_path: str, plan: str, hatllm_split=None, **kwargs):
+    """`AutoModelForCausalLM.from_pretrained` with item-aware attention under `plan`."""
+    model = AutoModelForCausalLM.from_pretrained(
+        name_or_path, attn_implementation=ATTENTION_NAME, **kwargs
+    )
+    return make_item_aware(model, plan, hatllm_split)
+
+
+@torch.no_grad()
+def add_item_tokens(model, n_tokens: int):
+    """Grow the input embedding to `n_tokens` rows (our BOS, SEP, PAD after the backbone's own
+    tokens), the new rows at the mean row as ItemGPT's (`pretrained.grow_rows`); returns `model`.
+    A checkpoint whose table already has spare rows (Qwen pads it) needs its own rule."""
+    old = model.get_input_embeddings().weight.detach().clone()
+    with quiet():
+        model.resize_token_embeddings(n_tokens, mean_resizing=False)
+    model.get_input_embeddings().weight.copy_(grow_rows(old, n_tokens))
+    return model
+
+
+def hidden_states(model, tokens: torch.Tensor, item_index: torch.Tensor) -> torch.Tensor:
+    """The decoder's last hidden states (batch token embd) for tokens, item_index (batch token)."""
+    return model.base_model(input_ids=tokens, item_index=item_index).last_hidden_state

@@ -1,0 +1,290 @@
+"""Pretrained backbones: ItemGPT on a GPT-2-family checkpoint (gpt2, distilgpt2, a local folder).
+
+Both papers fine-tune a pretrained LLM under item-aware masks. Loading keeps the backbone's BPE (plus
+BOS, SEP, PAD, whose embedding rows start at the mean row), its position table and its weights; the
+item head starts at each item's mean token embedding; an attention sublayer a plan adds (iam, control)
+starts as a copy of its block's pretrained one whose output projection is zero, i.e. the identity. So
+at step 0 the model computes what the backbone computes under the plan's masks. Notebook 05.
+"""
+
+# Axes: item, token, embd (model width), vocab, position
+
+import argparse
+import contextlib
+import dataclasses
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from transformers import AutoConfig, AutoTokenizer, GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+from transformers.utils import logging as hf_logging
+
+from iam_tutorial.config import Config, ConfigError, get_config
+from iam_tutorial.model import ItemGPT, load_gpt2_weights
+from iam_tutorial.plans import get_plan
+from iam_tutorial.tokenizer import BOS, PAD, SEP
+
+SCRATCH = "scratch"
+END = "<|endoftext|>"  # GPT-2's one special token
+GPT2_LIKE = {"activation_function": ("gelu_new", "gelu_pytorch_tanh"), "layer_norm_epsilon": (1e-5,),
+             "scale_attn_weights": (True,), "scale_attn_by_inverse_layer_idx": (False,),
+             "add_cross_attention": (False,)}  # fmt: skip  # what ItemGPT's blocks compute
+
+
+class BackboneError(ConfigError):
+    """A backbone that cannot be loaded here; the message says how to get it (one line)."""
+
+
+@contextlib.contextmanager
+def quiet():
+    """No progress bars or load reports from transformers (they would land in notebook outputs)."""
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
+        hf_logging.set_verbosity(verbosity)
+
+
+def from_hub(load, name: str, what: str):
+    """`load(name)` quietly; a missing checkpoint becomes a one-line BackboneError with the fix."""
+    try:
+        with quiet():
+            return load(name)
+    except OSError as e:  # transformers raises OSError (or a subclass) for anything not found
+        raise BackboneError(
+            f"Backbone {name!r}: its {what} is not on this machine and the hub cannot be reached "
+            f"(HF_HUB_OFFLINE=1?). Download it once online (`huggingface-cli download {name}`) or "
+            f"set backbone to a local folder made with save_pretrained ({type(e).__name__})."
+        ) from None
+
+
+def backbone_hf_config(name: str):
+    """The backbone's transformers config, checked to be a GPT-2 that ItemGPT's blocks compute."""
+    hf = from_hub(AutoConfig.from_pretrained, name, "config")
+    if hf.model_type != "gpt2":
+        raise BackboneError(
+            f"Backbone {name!r} is a {hf.model_type} model; ItemGPT loads GPT-2-family weights. "
+            "Make other decoders item-aware with iam_tutorial.hf_adapter.load_item_aware."
+        )
+    for field, allowed in GPT2_LIKE.items():
+        if getattr(hf, field) not in allowed:
+            raise BackboneError(
+                f"Backbone {name!r}: {field}={getattr(hf, field)!r} is not GPT-2's."
+            )
+    if hf.n_inner not in (None, 4 * hf.n_embd):
+        raise BackboneError(
+            f"Backbone {name!r}: n_inner={hf.n_inner}, ItemGPT's MLP is 4 x n_embd."
+        )
+    return hf
+
+
+def backbone_config(cfg: Config) -> Config:
+    """`cfg` with the backbone's shape (n_layer, n_head, n_embd); unchanged for scratch models.
+
+    Raises ConfigError where a backbone cannot serve: ID items (sasrec), `text+id` (its table
+    would shift every input embedding at step 0), or a token budget past the position table.
+    """
+    if cfg.backbone == SCRATCH:
+        return cfg
+    if not get_plan(cfg.plan).text:
+        raise ConfigError(f"Plan {cfg.plan!r} reads item IDs; a pretrained backbone reads text.")
+    if cfg.item_input != "text":
+        raise ConfigError(
+            "item_input='text+id' adds an item vector to every input token, which changes the "
+            "pretrained model's function at step 0; use item_input='text' with a backbone."
+        )
+    hf = backbone_hf_config(cfg.backbone)
+    if cfg.max_tokens > hf.n_positions:
+        raise ConfigError(
+            f"max_tokens={cfg.max_tokens} exceeds backbone {cfg.backbone!r}'s {hf.n_positions} "
+            f"positions; set max_tokens <= {hf.n_positions} (histories are never truncated)."
+        )
+    return dataclasses.replace(cfg, n_layer=hf.n_layer, n_head=hf.n_head, n_embd=hf.n_embd)
+
+
+def backbone_tokenizer(name: str):
+    """The backbone's own tokenizer (GPT-2 BPE) with our BOS, SEP and PAD added as new tokens."""
+    tokenizer = from_hub(AutoTokenizer.from_pretrained, name, "tokenizer")
+    tokenizer.add_special_tokens({"bos_token": BOS, "sep_token": SEP, "pad_token": PAD})
+    return tokenizer
+
+
+def grow_rows(weight: torch.Tensor, rows: int) -> torch.Tensor:
+    """(vocab embd) -> (rows embd): the new rows (our special tokens) start at the mean row,
+    where a softmax over the table treats them like an average token rather than a random one."""
+    if rows < len(weight):
+        raise ValueError(f"The tokenizer has {rows} tokens but the embedding {len(weight)} rows.")
+    mean = weight.mean(0, keepdim=True).expand(rows - len(weight), -1)
+    return torch.cat([weight, mean])
+
+
+@torch.no_grad()
+def keep_positions(model: ItemGPT, table: torch.Tensor) -> None:
+    """Give `model` the backbone's whole position table (position embd); `n_positions` follows,
+    so a history past it raises in `forward` rather than being cut."""
+    model.transformer.wpe = nn.Embedding.from_pretrained(table.clone(), freeze=False)
+    model.n_positions = len(table)
+
+
+@torch.no_grad()
+def warm_start_added_sublayers(model: ItemGPT) -> int:
+    """Each attention sublayer past a block's first (iam's inter, control's second causal) gets the
+    block's pretrained layer norm and q/k/v and a zero output projection: it adds exactly 0 at
+    step 0 yet receives gradients at once. Returns how many sublayers it set."""
+    count = 0
+    for block in model.transformer.h:
+        (_, ln, attn), *added = block.sublayers()
+        for _, ln_new, attn_new in added:
+            ln_new.load_state_dict(ln.state_dict())
+            attn_new.c_attn.load_state_dict(attn.c_attn.state_dict())
+            nn.init.zeros_(attn_new.c_proj.weight)
+            nn.init.zeros_(attn_new.c_proj.bias)
+            count += 1
+    return count
+
+
+@torch.no_grad()
+def init_item_head(model: ItemGPT) -> None:
+    """The learned item table starts at each item's mean token embedding (its text); row 0,
+    padding, at zero. A tied head is that mean by construction."""
+    if model.cfg.item_head != "id":
+        return
+    tokens = model.transformer.wte(model.item_token_ids)  # (item token embd)
+    model.item_emb.weight.copy_(torch.einsum("itd,it->id", tokens, model.item_token_weight))
+
+
+def load_backbone(cfg: Config, vocab_size: int, item_tokens: list[list[int]]) -> ItemGPT:
+    """ItemGPT(cfg, vocab_size, item_tokens) on `cfg.backbone`'s weights (see the module doc)."""
+    cfg = backbone_config(cfg)
+    hf = from_hub(GPT2LMHeadModel.from_pretrained, cfg.backbone, "weights")
+    state = {k: v.float() for k, v in hf.state_dict().items()}
+    model = ItemGPT(cfg, vocab_size, item_tokens)
+    keep_positions(model, state["transformer.wpe.weight"])
+    state["transformer.wte.weight"] = grow_rows(state["transformer.wte.weight"], vocab_size)
+    load_gpt2_weights(model, state)
+    warm_start_added_sublayers(model)
+    init_item_head(model)
+    return model
+
+
+def build_model(data) -> ItemGPT:
+    """The model `train` fine-tunes: `data.cfg` takes the backbone's shape (so every result
+    records the model it trained), then the backbone is loaded."""
+    data.cfg = backbone_config(data.cfg)
+    return load_backbone(data.cfg, data.serializer.vocab_size, data.serializer.item_words())
+
+
+def removed_mass(mass, kinds: list[str]) -> list[float]:
+    """Per layer, the share of the backbone's causal attention mass that a mask kind rules out:
+    intra forbids other items, inter the query's own item, a head split half of each. `mass` is
+    `analysis.attention_mass` of the token plan (one row per layer); the smaller, the closer the
+    re-masked model stays to the backbone at step 0."""
+    rule = {"causal": lambda r: 0.0, "intra": lambda r: r.other_items, "inter": lambda r: r.own_item,
+            "intra|inter": lambda r: (r.own_item + r.other_items) / 2}  # fmt: skip
+    return [float(rule[kind](row)) for kind, row in zip(kinds, mass.itertuples(), strict=True)]
+
+
+def gpt2_style_tokenizer(texts: list[str], vocab_size: int) -> GPT2TokenizerFast:
+    """A byte-level BPE trained on `texts`, saved the way GPT-2's is (one special token)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[END], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
+    bpe.train_from_iterator(texts, trainer=trainer)
+    return GPT2TokenizerFast(tokenizer_object=bpe, bos_token=END, eos_token=END, unk_token=END)
+
+
+def make_tiny_checkpoint(folder, texts: list[str], vocab_size: int = 512, n_layer: int = 4,
+                         n_head: int = 4, n_embd: int = 32, n_positions: int = 256,
+                         seed: int = 0) -> Path:  # fmt: skip
+    """Save a randomly initialised GPT-2 of toy size and a BPE trained on `texts` into `folder`,
+    laid out as the `gpt2` checkpoint is: what tests and CI load instead of the real weights.
+    It is untrained, so it says nothing about what pretraining teaches."""
+    tokenizer = gpt2_style_tokenizer(texts, vocab_size)
+    end = tokenizer.convert_tokens_to_ids(END)
+    hf_cfg = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd,
+                        n_layer=n_layer, n_head=n_head, bos_token_id=end, eos_token_id=end)  # fmt: skip
+    torch.manual_seed(seed)
+    with quiet():
+        GPT2LMHeadModel(hf_cfg).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    return Path(folder)
+
+
+def measure_steps(cfg: Config, steps: int, n_tokens: int, n_items: int = 3416) -> dict:
+    """Fine-tuning speed of `cfg` on random batches (batch_size x n_tokens, 12 items each):
+    tokens per second over `steps` AdamW steps after one warm-up step, and peak memory."""
+    from iam_tutorial.serialize import Serializer
+    from iam_tutorial.train import make_optimizer
+
+    g = torch.Generator().manual_seed(0)
+    vocab = AutoConfig.from_pretrained(cfg.backbone).vocab_size + 3  # + BOS, SEP, PAD
+    per_item = (n_tokens - 1) // 12
+    words = [[]] + [torch.randint(vocab - 3, (per_item - 1,), generator=g).tolist() + [vocab - 2]
+                    for _ in range(n_items)]  # fmt: skip
+    serializer = Serializer(words, bos_id=vocab - 3, pad_id=vocab - 1, max_tokens=n_tokens)
+    serializer.sep_id = vocab - 2
+    model = load_backbone(cfg, vocab, serializer.item_words()).to(cfg.device)
+    optimizer = make_optimizer(model, cfg)
+    histories = torch.randint(1, n_items + 1, (cfg.batch_size, 13), generator=g).tolist()
+    batch = serializer.collate([h[:-1] for h in histories], [h[1:] for h in histories])
+    batch = batch.to(cfg.device)
+    for step in range(steps + 1):
+        if step == 1:  # the first step allocates optimizer state; time the rest
+            start = time.perf_counter()
+        with torch.autocast(batch.tokens.device.type, torch.bfloat16, enabled=cfg.bf16):
+            loss = model.loss(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    if batch.tokens.is_cuda:
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / steps
+    params = sum(p.numel() for p in model.parameters())
+    return {"plan": cfg.plan, "params": params, "tokens_per_step": batch.tokens.numel(),
+            "seconds_per_step": round(seconds, 2), "tokens_per_second": round(batch.tokens.numel() / seconds),
+            "peak_memory_mib": round(peak_memory_mib(batch.tokens.device))}  # fmt: skip
+
+
+def peak_memory_mib(device) -> float:
+    """Peak GPU memory allocated, or the process's peak resident memory on CPU (ru_maxrss: KiB)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+
+
+def main(argv=None):
+    """Fine-tuning speed of one plan at gpt2 size (a random GPT2Config(), 124M parameters).
+    `python -m iam_tutorial.pretrained --plan hatllm --steps 3 --batch-size 4`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m iam_tutorial.pretrained", description=main.__doc__
+    )
+    parser.add_argument("--plan", default="token")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--tokens", type=int, default=224, help="tokens per history, BOS included")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--bf16", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as folder:
+        torch.manual_seed(0)
+        with quiet():
+            GPT2LMHeadModel(GPT2Config()).save_pretrained(folder)
+        cfg = get_config("quick", backbone=folder, plan=args.plan, batch_size=args.batch_size,
+                         max_tokens=args.tokens, device=args.device, bf16=args.bf16, lr=1e-4)  # fmt: skip
+        print(measure_steps(cfg, args.steps, args.tokens))
+
+
+if __name__ == "__main__":
+    main()
