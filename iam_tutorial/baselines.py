@@ -10,7 +10,7 @@ import dataclasses
 import torch
 
 from iam_tutorial.config import Config
-from iam_tutorial.metrics import metrics_from_ranks, protocol, rank_targets
+from iam_tutorial.metrics import metrics_and_ranks, protocol, rank_targets
 from iam_tutorial.pipeline import load_split
 
 
@@ -51,6 +51,5 @@ def run_popularity(cfg: Config, split=None) -> dict:
         "epochs": 0,
         "best_epoch": 0,
         "converged": True,
-        **{s: {p: metrics_from_ranks(r) for p, r in ranks[s].items()} for s in ranks},
-        "ranks": {s: {p: r.tolist() for p, r in ranks[s].items()} for s in ranks},
+        **metrics_and_ranks(ranks),
     }

@@ -147,9 +147,10 @@ def distinct_plans(plans, cfg: Config, log=print) -> list[str]:
 
 
 def run_comparison(mode=None, plans=None, seeds=None, out_dir=None, redo=False,
-                   progress=True, inputs=None, parallel=1, **overrides) -> pd.DataFrame:  # fmt: skip
-    """Train (or reuse) every cell, then write and return the tidy table (<out>/comparison.csv).
-    With `parallel` > 1 the cells run in that many processes, the cores shared among them."""
+                   progress=True, inputs=None, parallel=1, with_results=False, **overrides):  # fmt: skip
+    """Train (or reuse) every cell, then write and return the tidy table (<out>/comparison.csv);
+    with `with_results`, (table, the cells' results dicts). With `parallel` > 1 the cells run in
+    that many processes, the cores shared among them."""
     base = get_config(mode, **overrides)
     out_dir = Path(out_dir or results_dir() / base.mode)
     seeds = list(seeds if seeds is not None else base.seeds)
@@ -175,10 +176,11 @@ def run_comparison(mode=None, plans=None, seeds=None, out_dir=None, redo=False,
             )
             raise
         bar.close()
-    table = tidy([done[id(c)] for c in todo])
+    results = [done[id(c)] for c in todo]
+    table = tidy(results)
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "comparison.csv", index=False, float_format="%.6f")
-    return table
+    return (table, results) if with_results else table
 
 
 def _train_all(missing: list[Config], out_dir: Path, split, parallel: int):
@@ -305,9 +307,8 @@ def main(argv=None):
     seeds = args.seeds if args.seeds is not None else changed.get("seeds")
     plans = args.plans or changed.get("compare_plans")
     inputs = args.inputs or changed.get("item_inputs")
-    table = run_comparison(base.mode, plans, seeds, out_dir, args.redo, inputs=inputs,
-                           parallel=args.parallel, **overrides)  # fmt: skip
-    results = [json.loads(p.read_text()) for p in _cell_paths(table, out_dir)]
+    table, results = run_comparison(base.mode, plans, seeds, out_dir, args.redo, inputs=inputs,
+                                    parallel=args.parallel, with_results=True, **overrides)  # fmt: skip
     print(report(base, results, table))
     reference = results_dir() / "reference"
     if base.mode == "quick" and (reference / "comparison.csv").exists():
@@ -338,11 +339,6 @@ def beside_reference(
                      "reference mean ± std": f"{all_.mean():.4f} ± {all_.std():.4f} ({len(all_)} seeds)"
                      if len(all_) else "—"})  # fmt: skip
     return pd.DataFrame(rows).set_index("cell")
-
-
-def _cell_paths(table: pd.DataFrame, out_dir: Path) -> list[Path]:
-    pairs = table[["cell", "seed"]].drop_duplicates().itertuples(index=False)
-    return [Path(out_dir) / "runs" / f"{c}_seed{s}.json" for c, s in pairs]
 
 
 if __name__ == "__main__":

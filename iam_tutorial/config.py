@@ -38,19 +38,20 @@ class Config:
     item_input: str = "text"  # "text", or "text+id": each token also gets its item's ID vector
     attn_impl: str = "sdpa"  # "sdpa", "einops" (reference) or "flex" (CUDA only)
     # Optimisation.
-    batch_size: int = 32  # users per step
-    lr: float = 6e-3  # peak AdamW learning rate
+    batch_size: int = 16  # windows per step (QUICK: ~97 steps an epoch)
+    lr: float = 3e-3  # peak AdamW learning rate
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     warmup_frac: float = 0.05  # fraction of steps spent in linear warmup, then cosine decay
     grad_clip: float = 1.0  # max global gradient norm
     # An epoch trains every training transition once (pipeline.epoch_windows).
     train_horizon: int | None = 12  # train on each user's most recent N transitions; None = all
-    max_epochs: int = 14  # upper bound of the shared schedule; early stopping may end sooner
-    decay_epochs: int | None = 10  # cosine decay to 0.1x over these epochs, then flat; None = all
+    max_epochs: int = 18  # upper bound of the shared schedule; early stopping may end sooner
+    decay_epochs: int | None = 12  # cosine decay to 0.1x over these epochs, then flat; None = all
     patience: int = 3  # epochs without a better validation NDCG@10 before stopping
-    # No stop before this epoch: text models first drift towards popularity, then learn items, so
-    # an early flat stretch is not a plateau (seen: control stopped at epoch 6 on its epoch-2 peak).
-    min_epochs: int = 8
+    # No stop before the learning rate has decayed: text models first drift towards popularity,
+    # then learn items, so an early flat stretch is not a plateau (seen with a floor at epoch 8:
+    # control and iam cells stopped on epoch 2-6 peaks, before they had learned items).
+    min_epochs: int = 12
     max_steps: int | None = None  # hard step cap (tests and smoke runs); None = no cap
     # Wall-clock cap in seconds on one training run, validation included; the best epoch so far
     # is kept (full.py gives each GPU cell its share of the budget). None = no cap.

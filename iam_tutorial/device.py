@@ -6,6 +6,7 @@ Triton, which has no Windows or MPS backend; bf16 needs a GPU that has it).
 """
 
 import platform
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -75,3 +76,16 @@ def runtime_flags(cfg, device: torch.device) -> RuntimeFlags:
     }
     notes = tuple(f"{flag} off: {reason}" for flag, reason in why.items() if reason)
     return RuntimeFlags(cfg.bf16 and not why["bf16"], cfg.compile and not why["compile"], notes)
+
+
+def peak_memory_mib(device: torch.device) -> float | None:
+    """Peak GPU memory allocated on CUDA; on CPU the process's peak resident memory (ru_maxrss,
+    KiB on Linux, bytes on macOS); None where neither is known (Windows has no `resource`)."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / 2**20 if sys.platform == "darwin" else peak / 2**10, 1)

@@ -124,10 +124,9 @@ class FastPrepared(Prepared):
 
     def _split(self, a: int, b: int) -> list[tuple[int, int]]:
         """pipeline.fit_budget on positions a..b, as spans (each piece starts at the last one's end)."""
-        lengths = [len(t) for t in self.serializer.item_tokens]
         window = self.streams.catalog[a : b + 1]
         pieces, start = [], a
-        for piece in fit_budget(window, lengths, self.cfg.max_tokens):
+        for piece in fit_budget(window, self.item_lengths, self.cfg.max_tokens):
             pieces.append((start, start + len(piece) - 1))
             start += len(piece) - 1
         return pieces

@@ -84,6 +84,16 @@ def rank_targets(
     return {"seen_excluded": torch.cat(excluded), "seen_included": torch.cat(included)}
 
 
+def metrics_and_ranks(ranks: dict[str, dict[str, torch.Tensor]]) -> dict:
+    """{split: {protocol: metrics}} plus "ranks": {split: {protocol: [rank per user]}}, the part
+    of a results dict that trained models and the popularity baseline share (from `rank_targets`
+    per split)."""
+    return {
+        **{s: {p: metrics_from_ranks(r) for p, r in by.items()} for s, by in ranks.items()},
+        "ranks": {s: {p: r.tolist() for p, r in by.items()} for s, by in ranks.items()},
+    }
+
+
 def evaluate(score_rows, seen, targets, batch_size: int = 256) -> dict[str, dict[str, float]]:
     """HR@k and NDCG@k under both protocols: {"seen_excluded": {...}, "seen_included": {...}}."""
     ranks = rank_targets(score_rows, seen, targets, batch_size)

@@ -6,6 +6,7 @@ which every training transition is trained exactly once (notebook 03 explains th
 """
 
 import dataclasses
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,6 +79,11 @@ class Prepared:
     seen: dict[str, list[list[int]]]  # full input history per split, excluded from the ranking
     n_dropped: int  # evaluation-input items left out by the token budget
 
+    @functools.cached_property
+    def item_lengths(self) -> list[int]:
+        """Tokens per catalog item (index 0: padding), computed once."""
+        return [len(t) for t in self.serializer.item_tokens]
+
     def training_histories(self) -> list[list[int]]:
         """Each user's training items, cut to the most recent `train_horizon` + 1 if set."""
         h = self.cfg.train_horizon
@@ -89,8 +95,7 @@ class Prepared:
 
     def windows(self, generator: torch.Generator) -> list[list[int]]:
         """One epoch's windows: every transition in exactly one, each within the token budget."""
-        lengths = [len(t) for t in self.serializer.item_tokens]
-        k, budget = self.cfg.max_items, self.cfg.max_tokens
+        lengths, k, budget = self.item_lengths, self.cfg.max_items, self.cfg.max_tokens
         return [
             piece
             for t in self.training_histories()
@@ -106,8 +111,7 @@ class Prepared:
     def epoch(self, generator: torch.Generator, pool: int = 50) -> Iterator[Batch]:
         """One epoch of training batches: every transition once, in shuffled batches of windows of
         similar length (sorted within pools of `pool` batches, so little compute goes to PAD)."""
-        windows, size = self.windows(generator), self.cfg.batch_size
-        lengths = [len(t) for t in self.serializer.item_tokens]
+        windows, size, lengths = self.windows(generator), self.cfg.batch_size, self.item_lengths
         n_tokens = [sum(lengths[i] for i in w[:-1]) for w in windows]
         order = torch.randperm(len(windows), generator=generator).tolist()
         batches = []

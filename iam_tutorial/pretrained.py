@@ -12,7 +12,6 @@ at step 0 the model computes what the backbone computes under the plan's masks. 
 import argparse
 import contextlib
 import dataclasses
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from transformers import AutoConfig, AutoTokenizer, GPT2Config, GPT2LMHeadModel,
 from transformers.utils import logging as hf_logging
 
 from iam_tutorial.config import Config, ConfigError, get_config
+from iam_tutorial.device import peak_memory_mib
 from iam_tutorial.model import ItemGPT, load_gpt2_weights
 from iam_tutorial.plans import get_plan
 from iam_tutorial.tokenizer import BOS, PAD, SEP
@@ -252,14 +252,7 @@ def measure_steps(cfg: Config, steps: int, n_tokens: int, n_items: int = 3416) -
     params = sum(p.numel() for p in model.parameters())
     return {"plan": cfg.plan, "params": params, "tokens_per_step": batch.tokens.numel(),
             "seconds_per_step": round(seconds, 2), "tokens_per_second": round(batch.tokens.numel() / seconds),
-            "peak_memory_mib": round(peak_memory_mib(batch.tokens.device))}  # fmt: skip
-
-
-def peak_memory_mib(device) -> float:
-    """Peak GPU memory allocated, or the process's peak resident memory on CPU (ru_maxrss: KiB)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+            "peak_memory_mib": peak_memory_mib(batch.tokens.device)}  # fmt: skip
 
 
 def main(argv=None):

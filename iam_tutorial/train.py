@@ -12,7 +12,6 @@ import json
 import math
 import os
 import platform
-import resource
 import time
 from pathlib import Path
 
@@ -21,8 +20,8 @@ from tqdm.auto import tqdm
 
 from iam_tutorial.cli import add_config_args, config_from_args, fail, guarded
 from iam_tutorial.config import Config
-from iam_tutorial.device import resolve_device
-from iam_tutorial.metrics import metrics_from_ranks, protocol, rank_targets
+from iam_tutorial.device import peak_memory_mib, resolve_device
+from iam_tutorial.metrics import metrics_and_ranks, metrics_from_ranks, protocol, rank_targets
 from iam_tutorial.model import ItemGPT
 from iam_tutorial.paths import results_dir
 from iam_tutorial.pipeline import Prepared, prepare
@@ -163,8 +162,7 @@ def results_of(model, data: Prepared, device, log, best_epoch, seconds, tokens,
         "tokens_per_second": round(tokens / max(seconds, 1e-9)),
         "params": sum(p.numel() for p in model.parameters()),
         "history": log,
-        **{s: {p: metrics_from_ranks(r) for p, r in ranks[s].items()} for s in ranks},
-        "ranks": {s: {p: r.tolist() for p, r in ranks[s].items()} for s in ranks},
+        **metrics_and_ranks(ranks),
         **run_facts(data.cfg, data, device),
     }
 
@@ -183,10 +181,6 @@ def train_step(model, loss_fn, optimizer, scheduler, batch: Batch, cfg: Config) 
 
 def run_facts(cfg: Config, data: Prepared, device) -> dict:
     """Config, protocol, data and machine facts recorded beside every metric."""
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) / 2**20
-    else:  # ru_maxrss is KiB on Linux: the process's peak resident memory
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
     import transformers
 
     return {
@@ -205,7 +199,7 @@ def run_facts(cfg: Config, data: Prepared, device) -> dict:
         "device": torch.cuda.get_device_name(device)
         if device.type == "cuda"
         else platform.processor() or "cpu",
-        "peak_memory_mib": round(peak, 1),
+        "peak_memory_mib": peak_memory_mib(device),
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
