@@ -29,7 +29,7 @@ from iam_tutorial.metrics import protocol
 from iam_tutorial.paths import REPO_ROOT, results_dir
 from iam_tutorial.pipeline import load_split
 from iam_tutorial.plans import COMPARE_PLANS, PLANS, describe, layer_plan
-from iam_tutorial.stats import PAIRS, verdicts
+from iam_tutorial.stats import PAIRS, compare_cells, convergence, verdicts
 from iam_tutorial.train import run
 
 REPORTED = ("HR@10", "NDCG@10")
@@ -230,12 +230,58 @@ def summarize(table: pd.DataFrame, split="test", protocol="seen_excluded", metri
     out = cells_.unstack("metric")[list(metrics)]
     one = rows[rows.metric == metrics[0]].groupby("cell", sort=False)
     out["seeds"] = one["seed"].count()
-    out["best epoch"] = one["best_epoch"].agg(lambda e: "/".join(str(int(x)) for x in e))
-    out["converged"] = one["converged"].agg(lambda c: f"{int(c.sum())}/{len(c)}")
+    trained = one["epochs"].max() > 0  # the popularity baseline has no epochs
+    best = one["best_epoch"].agg(lambda e: "/".join(str(int(x)) for x in e))
+    out["best epoch"] = best.where(trained, "—")
+    out["converged"] = (
+        one["converged"].agg(lambda c: f"{int(c.sum())}/{len(c)}").where(trained, "—")
+    )
     out["params"] = one["params"].first()
     if n_layer:
         out.insert(0, "layers", [layers_of(c, n_layer) for c in out.index])
     return out
+
+
+def decision_table(results: list[dict], table: pd.DataFrame, n_layer: int | None = None,
+                   refs=("token", "control")) -> pd.DataFrame:  # fmt: skip
+    """The results table that decides, one row per cell (plan x item input): test NDCG@10 and
+    HR@10 mean ± std over seeds (seen items excluded); against each of `refs` on the same item
+    input, and (`+id` cells) against the same plan on text only, the relative NDCG@10 change with
+    its 95% CI (two-level bootstrap) and verdict; seeds, best epoch per seed, converged cells."""
+    summary = summarize(table, n_layer=n_layer)
+    summary = summary.loc[sorted(summary.index, key=cell_order)]
+    keep = ["layers"] if n_layer else []
+    out = summary[[*keep, "NDCG@10", "HR@10"]].copy()
+
+    def versus(cell: str, other: str) -> str:
+        text = cell.removesuffix("+id") in PLANS and PLANS[cell.removesuffix("+id")].text
+        c = compare_cells(results, cell, other) if text and other != cell else None
+        if c is None:
+            return "—"
+        return f"{c['change']:+.1%} [{c['ci_low']:+.1%}, {c['ci_high']:+.1%}] {c['verdict']}"
+
+    for ref in refs:
+        out[f"vs {ref}"] = [
+            versus(c, ref + ("+id" if c.endswith("+id") else "")) for c in out.index
+        ]
+    out["vs text only"] = [versus(c, c.removesuffix("+id")) if c.endswith("+id") else "—"
+                           for c in out.index]  # fmt: skip
+    return out.join(summary[["seeds", "best epoch", "converged"]])
+
+
+def cell_order(cell: str) -> tuple[int, bool]:
+    """Baselines first, then the plans in the order of plans.PLANS, text before text+id."""
+    order = ["popularity", "sasrec", *PLANS]
+    plan = cell.removesuffix("+id")
+    return (order.index(plan) if plan in order else len(order), cell.endswith("+id"))
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    """A GitHub table of `frame` with its index as the first column (the README's tables)."""
+    frame = frame.reset_index()
+    rows = [list(map(str, frame.columns)), ["---"] * frame.shape[1]]
+    rows += [[str(v) for v in row] for row in frame.itertuples(index=False)]
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
 
 
 def layers_of(cell: str, n_layer: int, hatllm_split=None) -> str:
@@ -246,7 +292,8 @@ def layers_of(cell: str, n_layer: int, hatllm_split=None) -> str:
 def protocol_line(base: Config, table: pd.DataFrame, split="test", seen="seen_excluded") -> str:
     seeds = sorted(table.seed.unique().tolist())
     return f"{base.mode.upper()} · " + protocol(split, seen, users=_users(base), seeds=seeds,
-                                                 epochs=f"≤ {base.max_epochs}, patience {base.patience}")  # fmt: skip
+                                                 epochs=f"≤ {base.max_epochs} (none stopped before "
+                                                 f"{min(base.min_epochs, base.max_epochs)}), patience {base.patience}")  # fmt: skip
 
 
 def _users(cfg: Config) -> str:
@@ -255,9 +302,16 @@ def _users(cfg: Config) -> str:
 
 def report(base: Config, results: list[dict], table: pd.DataFrame) -> str:
     """The printed report: protocol, the table per cell, then every verdict with its CI."""
-    lines = [protocol_line(base, table), summarize(table, n_layer=base.n_layer).to_string(), ""]
-    lines.append("relative NDCG@10 change, 95% CI from a two-level bootstrap (seeds, then users):")
+    lines = [protocol_line(base, table), "test NDCG@10 and HR@10 mean ± std over seeds; vs X: "
+             "relative NDCG@10 change [95% CI, two-level bootstrap over seeds, then users] verdict",
+             decision_table(results, table, base.n_layer).to_string(), ""]  # fmt: skip
+    lines.append(
+        "every pair, relative NDCG@10 change, 95% CI from a two-level bootstrap (seeds, then users):"
+    )
     lines.append(verdicts(results, PAIRS).to_string(index=False))
+    lines += ["", "convergence per cell (best epoch and epochs run per seed; gain_after_decay: best "
+              "validation NDCG@10 after the decay against best up to it):",
+              convergence(results).to_string()]  # fmt: skip
     flagged = table[~table.converged.astype(bool)][["cell", "seed"]].drop_duplicates()
     if len(flagged):
         lines.append(f"not converged (best epoch = last epoch): {len(flagged)} cells: "

@@ -86,12 +86,20 @@ def verdicts(results: list[dict], pairs=PAIRS, **kw) -> pd.DataFrame:
     return table
 
 
+def late_gain(result: dict) -> float:
+    """How much validation NDCG@10 still rose once the learning rate had decayed: the best value
+    after `decay_epochs` relative to the best up to it (NaN if training ended by then)."""
+    valid = result["history"]["valid_NDCG@10"]
+    decay = result["config"].get("decay_epochs") or result["config"]["max_epochs"]
+    return max(valid[decay:]) / max(valid[:decay]) - 1 if len(valid) > decay else float("nan")
+
+
 def convergence(results: list[dict]) -> pd.DataFrame:
-    """Per cell: seeds, best epoch and epochs run per seed, and how many cells converged (best
-    epoch before the last) and stopped on the plateau rule rather than a cap."""
+    """Per cell: seeds, best epoch and epochs run per seed, how many cells converged (best epoch
+    before the last) and stopped on the plateau rule rather than a cap, and the mean `late_gain`."""
     rows = [{"cell": r.get("cell", r["plan"]), "seed": r["seed"], "best": r["best_epoch"],
              "epochs": r["epochs"], "converged": r["converged"],
-             "plateau": r.get("stopped_by", "plateau") == "plateau"}
+             "plateau": r.get("stopped_by", "plateau") == "plateau", "late_gain": late_gain(r)}
             for r in results if r.get("epochs")]  # fmt: skip
     table = pd.DataFrame(rows).sort_values(["cell", "seed"])
     return table.groupby("cell", sort=False).agg(
@@ -100,6 +108,7 @@ def convergence(results: list[dict]) -> pd.DataFrame:
         epochs=("epochs", lambda e: "/".join(map(str, e))),
         converged=("converged", lambda c: f"{int(c.sum())}/{len(c)}"),
         plateau=("plateau", lambda c: f"{int(c.sum())}/{len(c)}"),
+        gain_after_decay=("late_gain", lambda g: f"{g.mean():+.1%}"),
     )
 
 

@@ -6,6 +6,7 @@ import pytest
 import iam_tutorial.compare as compare
 from iam_tutorial.config import get_config
 from iam_tutorial.plans import COMPARE_PLANS
+from iam_tutorial.stats import verdicts
 
 TINY = dict(n_users=10, n_layer=2, n_head=2, n_embd=16, max_items=5, max_tokens=80, vocab_size=300,
             batch_size=5, max_epochs=1)  # fmt: skip
@@ -120,3 +121,40 @@ def test_bootstrap_ci_and_verdicts():
     assert np.ptp(bootstrap_change(noisy, ref)[1:]) > np.ptp(
         bootstrap_change(ref * 1.0001, ref)[1:]
     )
+
+
+def test_decision_table_agrees_with_verdicts(env):
+    table = compare.run_comparison("quick", ("popularity", "token", "iam"), (0, 1), env,
+                                   progress=False, **TINY)  # fmt: skip
+    results = compare.load_cells(env)
+    decided = compare.decision_table(results, table, n_layer=TINY.get("n_layer", 3))
+    assert list(decided.index) == ["popularity", "token", "token+id", "iam", "iam+id"]
+    assert {"NDCG@10", "vs token", "vs control", "vs text only", "seeds", "best epoch"} <= set(
+        decided
+    )
+    assert (
+        decided.loc["popularity", "best epoch"] == "—" and decided.loc["token", "vs token"] == "—"
+    )
+    row = verdicts(results).set_index(["plan", "vs"]).loc[("iam+id", "token+id")]
+    assert (
+        decided.loc["iam+id", "vs token"]
+        == f"{row.change} [{row.ci_low}, {row.ci_high}] {row.verdict}"
+    )
+    markdown = compare.to_markdown(decided).splitlines()
+    assert markdown[0].startswith("| cell | layers | NDCG@10") and len(markdown) == 2 + len(decided)
+
+
+def test_convergence_counts_and_late_gain():
+    from iam_tutorial.stats import convergence, late_gain
+
+    def result(seed, valid, best, stopped):
+        return {"cell": "iam", "plan": "iam", "seed": seed, "best_epoch": best, "epochs": len(valid),
+                "converged": best < len(valid), "stopped_by": stopped,
+                "config": {"decay_epochs": 2, "max_epochs": 6}, "history": {"valid_NDCG@10": valid}}  # fmt: skip
+
+    rising = result(0, [0.1, 0.2, 0.3, 0.4], 4, "cap")  # best after decay: 0.4 / 0.2 - 1
+    flat = result(1, [0.1, 0.2, 0.2, 0.15, 0.1], 2, "plateau")
+    assert late_gain(rising) == pytest.approx(1.0) and late_gain(flat) == pytest.approx(0.0)
+    row = convergence([rising, flat]).loc["iam"]
+    assert (row.seeds, row.best_epoch, row.epochs) == (2, "4/2", "4/5")
+    assert (row.converged, row.plateau, row.gain_after_decay) == ("1/2", "1/2", "+50.0%")
