@@ -29,7 +29,7 @@ data: setup
 quick: data
 	$(PY) -m iam_tutorial.compare --mode quick --parallel $(PARALLEL)
 
-# The reference comparison (5 seeds, every compared plan, both item inputs): ~90 min on 2 cores.
+# The reference comparison (5 seeds, every compared plan, both item inputs): 55 min measured on 2 cores.
 reference: data
 	$(PY) -m iam_tutorial.compare --mode reference --parallel $(PARALLEL)
 
