@@ -37,10 +37,15 @@ CODE_DIR = REPO_ROOT / "iam_tutorial"
 PRESENTATION = ("compare.py", "viz.py", "stats.py", "analysis.py", "__init__.py", "notebook.py")
 
 
+def text_plan(plan: str) -> bool:
+    """Whether `plan` reads item text (so it has item inputs and a mask plan to compare); the
+    baselines (popularity, SASRec's ID tokens) do not."""
+    return plan in PLANS and PLANS[plan].text
+
+
 def cell_name(cfg: Config) -> str:
     """'iam' (text items), 'iam+id' (text + ID), 'sasrec', 'popularity'."""
-    text = cfg.plan in PLANS and PLANS[cfg.plan].text
-    return cfg.plan + ("+id" if text and cfg.item_input == "text+id" else "")
+    return cfg.plan + ("+id" if text_plan(cfg.plan) and cfg.item_input == "text+id" else "")
 
 
 def code_hash() -> str:
@@ -117,8 +122,7 @@ def cells(base: Config, plans, inputs, seeds) -> list[Config]:
     out, seen = [], set()
     for seed in seeds:
         for plan in distinct_plans(plans, base, log=(print if seed == seeds[0] else None)):
-            text = plan in PLANS and PLANS[plan].text
-            for item_input in inputs if text else ("text",):
+            for item_input in inputs if text_plan(plan) else ("text",):
                 cfg = dataclasses.replace(base, plan=plan, item_input=item_input, seed=seed)
                 if (cell_name(cfg), seed) not in seen:
                     seen.add((cell_name(cfg), seed))
@@ -131,7 +135,7 @@ def distinct_plans(plans, cfg: Config, log=print) -> list[str]:
     repeat its numbers (at 2 blocks, hatllm's (1, 0, 1) split and iam-alt are both intra, inter)."""
     kept, seen = [], {}  # seen: layers -> plan
     for plan in plans:
-        if plan not in PLANS or not PLANS[plan].text:  # baselines have no mask plan to compare
+        if not text_plan(plan):  # baselines have no mask plan to compare
             kept.append(plan)
             continue
         layers = tuple(layer_plan(plan, cfg.n_layer, cfg.hatllm_split))
@@ -254,7 +258,7 @@ def decision_table(results: list[dict], table: pd.DataFrame, n_layer: int | None
     out = summary[[*keep, "NDCG@10", "HR@10"]].copy()
 
     def versus(cell: str, other: str) -> str:
-        text = cell.removesuffix("+id") in PLANS and PLANS[cell.removesuffix("+id")].text
+        text = text_plan(cell.removesuffix("+id"))
         c = compare_cells(results, cell, other) if text and other != cell else None
         if c is None:
             return "—"
