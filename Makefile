@@ -20,6 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m iam_tutorial.backbones fetch
 	touch $@
 
 data: setup
@@ -27,11 +28,11 @@ data: setup
 
 # The main job: seed 0 of a few reference cells, trained here, printed beside the committed reference.
 quick: data
-	$(PY) -m iam_tutorial.compare --mode quick --parallel $(PARALLEL)
+	$(PY) -m iam_tutorial.lab.compare --mode quick --parallel $(PARALLEL)
 
 # The reference comparison (5 seeds, every compared plan, both item inputs): 55 min measured on 2 cores.
 reference: data
-	$(PY) -m iam_tutorial.compare --mode reference --parallel $(PARALLEL)
+	$(PY) -m iam_tutorial.lab.compare --mode reference --parallel $(PARALLEL)
 
 test: setup lint unit nbval
 

@@ -25,3 +25,9 @@ def results_dir() -> Path:
 def figures_dir() -> Path:
     """Where `save_fig` writes: `$IAM_FIGURES_DIR` if set, else `<repo>/figures`."""
     return Path(os.environ.get("IAM_FIGURES_DIR", FIGURES_DIR)).expanduser().resolve()
+
+
+def backbones_dir() -> Path:
+    """Where named backbones' weights are unpacked (`python -m iam_tutorial.backbones fetch`):
+    `$IAM_BACKBONES_DIR` if set, else `<repo>/backbones` (git-ignored: weights are never committed)."""
+    return Path(os.environ.get("IAM_BACKBONES_DIR", REPO_ROOT / "backbones")).expanduser().resolve()

@@ -16,7 +16,7 @@ BUDGET=${BUDGET:-330}      # seconds until every cell is written: data, timing a
 TOTAL=${TOTAL:-510}        # seconds for the whole script; the benchmark gets what is left
 PARALLEL=${PARALLEL:-12}   # worker processes on the GPU (fewer if their memory would not fit)
 PY=${PY:-python3}
-FULL_ARGS=${FULL_ARGS:-}   # extra flags for iam_tutorial.full (the CPU dry run shrinks the model)
+FULL_ARGS=${FULL_ARGS:-}   # extra flags for iam_tutorial.lab.full (the CPU dry run shrinks the model)
 BENCH_ARGS=${BENCH_ARGS:---full}
 mkdir -p "$OUT"
 export PYTHONPATH=. PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -56,7 +56,7 @@ PYEOF
     -not -path '*/proc/*' 2>/dev/null | grep -v -e site-packages/transformers -e '/\.git/' | head -20
 } > "$OUT/env.txt" 2>&1
 
-timeout $(( BUDGET + 120 )) "$PY" -m iam_tutorial.full --budget-seconds "$BUDGET" \
+timeout $(( BUDGET + 120 )) "$PY" -m iam_tutorial.lab.full --budget-seconds "$BUDGET" \
   --parallel "$PARALLEL" --min-epochs 5 --out results/full $FULL_ARGS 2>&1 | tee "$OUT/full.log"
 echo "== full.py done at $(elapsed) s" | tee -a "$OUT/full.log"
 

@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
-import iam_tutorial.compare as compare
+import iam_tutorial.lab.compare as compare
 from iam_tutorial.config import get_config
+from iam_tutorial.lab.stats import verdicts
 from iam_tutorial.plans import COMPARE_PLANS
-from iam_tutorial.stats import verdicts
 
 TINY = dict(n_users=10, n_layer=2, n_head=2, n_embd=16, max_items=5, max_tokens=80, vocab_size=300,
             batch_size=5, max_epochs=1)  # fmt: skip
@@ -107,7 +107,7 @@ def test_plans_with_identical_layers_are_trained_once():
 
 
 def test_bootstrap_ci_and_verdicts():
-    from iam_tutorial.stats import bootstrap_change, verdict
+    from iam_tutorial.lab.stats import bootstrap_change, verdict
 
     rng = np.random.default_rng(0)
     ref = rng.random((5, 400))
@@ -145,7 +145,7 @@ def test_decision_table_agrees_with_verdicts(env):
 
 
 def test_convergence_counts_and_late_gain():
-    from iam_tutorial.stats import convergence, late_gain
+    from iam_tutorial.lab.stats import convergence, late_gain
 
     def result(seed, valid, best, stopped):
         return {"cell": "iam", "plan": "iam", "seed": seed, "best_epoch": best, "epochs": len(valid),

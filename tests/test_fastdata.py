@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from iam_tutorial.config import get_config
-from iam_tutorial.fastdata import FastPrepared
+from iam_tutorial.lab.fastdata import FastPrepared
 from iam_tutorial.pipeline import prepare
 
 TINY = dict(n_users=30, n_layer=2, n_head=2, n_embd=16, max_items=5, max_tokens=80,

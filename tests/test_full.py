@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from iam_tutorial import full, sizing, workers
 from iam_tutorial.config import ConfigError, get_config
-from iam_tutorial.fastdata import FastPrepared
+from iam_tutorial.lab import full, sizing, workers
+from iam_tutorial.lab.fastdata import FastPrepared
 from iam_tutorial.pipeline import prepare
 from iam_tutorial.train import train
 

@@ -1,6 +1,6 @@
 """Item-aware vs token-level attention: every plan x item input x seed, on identical data and budget.
 
-  python -m iam_tutorial.compare --mode quick [--parallel 2]
+  python -m iam_tutorial.lab.compare --mode quick [--parallel 2]
 
 Each cell (plan, item input, seed) is written to <out>/runs/ as soon as it finishes and is reused
 on a re-run only while both its config and the package's code are unchanged (`--redo` retrains), so
@@ -25,16 +25,15 @@ from tqdm.auto import tqdm
 
 from iam_tutorial.cli import add_config_args, config_from_args, fail, guarded
 from iam_tutorial.config import PRESETS, Config, get_config
+from iam_tutorial.lab.stats import PAIRS, compare_cells, convergence, verdicts
 from iam_tutorial.metrics import protocol
 from iam_tutorial.paths import REPO_ROOT, results_dir
 from iam_tutorial.pipeline import load_split
 from iam_tutorial.plans import COMPARE_PLANS, PLANS, describe, layer_plan
-from iam_tutorial.stats import PAIRS, compare_cells, convergence, verdicts
 from iam_tutorial.train import run
 
 REPORTED = ("HR@10", "NDCG@10")
 CODE_DIR = REPO_ROOT / "iam_tutorial"
-PRESENTATION = ("compare.py", "viz.py", "stats.py", "analysis.py", "__init__.py", "notebook.py")
 
 
 def text_plan(plan: str) -> bool:
@@ -49,11 +48,13 @@ def cell_name(cfg: Config) -> str:
 
 
 def code_hash() -> str:
-    """A hash of the package code that decides a cell's numbers (not its plots or tables)."""
+    """A hash of the code that decides a cell's numbers: the core package, by folder (the lab only
+    schedules, stores and reports cells, so a change there keeps every stored cell)."""
     h = hashlib.sha1()
     for path in sorted(CODE_DIR.rglob("*.py")):
-        if path.name not in PRESENTATION:
-            h.update(path.relative_to(CODE_DIR).as_posix().encode() + path.read_bytes())
+        relative = path.relative_to(CODE_DIR)
+        if relative.parts[0] != "lab":
+            h.update(relative.as_posix().encode() + path.read_bytes())
     return h.hexdigest()[:12]
 
 
@@ -328,7 +329,7 @@ def main(argv=None):
     from iam_tutorial.viz import plot_comparison, save_fig
 
     parser = argparse.ArgumentParser(
-        prog="python -m iam_tutorial.compare", description=__doc__.splitlines()[0]
+        prog="python -m iam_tutorial.lab.compare", description=__doc__.splitlines()[0]
     )
     add_config_args(parser)
     parser.add_argument(

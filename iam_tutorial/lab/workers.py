@@ -15,8 +15,8 @@ import time
 from multiprocessing import get_context
 from pathlib import Path
 
-from iam_tutorial import compare, sizing
 from iam_tutorial.config import Config
+from iam_tutorial.lab import compare, sizing
 from iam_tutorial.plans import PLANS
 
 WARMUP_STEPS = 2  # untimed first steps (CUDA context, cuBLAS handles, allocator growth)

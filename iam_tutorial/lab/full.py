@@ -1,6 +1,6 @@
 """FULL on one GPU in one call: every (plan, item input, seed) cell at once, sized to a budget.
 
-  python -m iam_tutorial.full --budget-seconds 330 --parallel 12
+  python -m iam_tutorial.lab.full --budget-seconds 330 --parallel 12
 
 The data are prepared and pre-tokenized once (fastdata.py) and shared through one memory-mapped
 file. Worker processes on the one GPU first time a few seconds of steps of every kind of cell, all
@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from iam_tutorial import compare, sizing, workers
 from iam_tutorial.cli import add_config_args, config_from_args, fail, guarded
 from iam_tutorial.config import Config
+from iam_tutorial.lab import compare, sizing, workers
 from iam_tutorial.paths import results_dir
 from iam_tutorial.plans import PLANS
 
@@ -47,7 +47,7 @@ def share_data(cells: list[Config], path: Path):
     maps; returns the split."""
     import torch
 
-    from iam_tutorial.fastdata import FastPrepared
+    from iam_tutorial.lab.fastdata import FastPrepared
     from iam_tutorial.pipeline import load_split, prepare
 
     split, shared = load_split(cells[0]), {}
@@ -201,7 +201,7 @@ def short_table(results: list[dict], facts: dict) -> str:
 
 @guarded
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m iam_tutorial.full",
+    parser = argparse.ArgumentParser(prog="python -m iam_tutorial.lab.full",
                                      description=__doc__.splitlines()[0])  # fmt: skip
     add_config_args(parser)
     parser.set_defaults(mode="full")
