@@ -25,9 +25,10 @@ class Config:
     max_tokens: int = 224  # token budget of one serialized history, BOS included
     vocab_size: int = 2048  # ByteLevel BPE vocabulary trained on the item texts
     # Model.
-    backbone: str = (
-        "scratch"  # "scratch", or a Hugging Face decoder name/folder (see pretrained.py)
-    )
+    # "scratch", a named backbone ("smollm2-135m", backbones.py), or a transformers folder/name.
+    backbone: str = "scratch"
+    finetune: str = "full"  # with a backbone: "full" fine-tuning, or "lora" adapters (peft)
+    lora_rank: int = 8  # LoRA rank when finetune="lora"
     plan: str = "iam"  # attention layer plan: token, control, hatllm, iam, iam-alt, sasrec
     hatllm_split: tuple[int, int, int] | None = None  # (intra, causal, inter) layers; None = auto
     n_layer: int = 3  # transformer blocks (3: hatllm has a causal middle and differs from iam-alt)
@@ -56,6 +57,7 @@ class Config:
     # Wall-clock cap in seconds on one training run, validation included; the best epoch so far
     # is kept (full.py gives each GPU cell its share of the budget). None = no cap.
     max_train_seconds: float | None = None
+    eval_every: int = 1  # validate every N epochs (and at the last); patience counts epochs
     eval_batch_size: int = 128  # users per evaluation batch
     exclude_seen: bool = True  # headline metrics rank only items outside the input history
     # Runtime.
@@ -65,7 +67,7 @@ class Config:
     item_inputs: tuple[str, ...] = ("text", "text+id")
     seeds: tuple[int, ...] = (0,)
     device: str = "auto"  # "auto" picks CUDA when present
-    bf16: bool = False  # bf16 autocast (GPU)
+    bf16: bool | None = None  # bf16 autocast; None: device.py decides (recorded in each result)
     compile: bool = False  # torch.compile the model (GPU)
 
     def __post_init__(self):
@@ -81,9 +83,9 @@ class ConfigError(ValueError):
 
 
 POSITIVE = ("max_items", "max_tokens", "vocab_size", "n_layer", "n_head", "n_embd", "batch_size",
-            "max_epochs", "patience", "min_epochs", "eval_batch_size")  # fmt: skip
+            "max_epochs", "patience", "min_epochs", "eval_batch_size", "eval_every", "lora_rank")  # fmt: skip
 CHOICES = {"item_head": ("id", "tied"), "item_input": ("text", "text+id", "id"),
-           "attn_impl": ("sdpa", "einops", "flex")}  # fmt: skip
+           "attn_impl": ("sdpa", "einops", "flex"), "finetune": ("full", "lora")}  # fmt: skip
 
 
 def _has_type(value, annotation) -> bool:

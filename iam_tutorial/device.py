@@ -8,6 +8,7 @@ Triton, which has no Windows or MPS backend; bf16 needs a GPU that has it).
 import platform
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -71,11 +72,46 @@ def runtime_flags(cfg, device: torch.device) -> RuntimeFlags:
     """The config's bf16 and compile requests, each kept only where it works on `device`: bf16
     on the CPU and on CUDA GPUs that have it, compile on CUDA and CPU outside Windows."""
     why = {
-        "bf16": bf16_blocker(device) if cfg.bf16 else "",
+        "bf16": bf16_blocker(device) if cfg.bf16 is not False else "",
         "compile": compile_blocker(device) if cfg.compile else "",
     }
     notes = tuple(f"{flag} off: {reason}" for flag, reason in why.items() if reason)
-    return RuntimeFlags(cfg.bf16 and not why["bf16"], cfg.compile and not why["compile"], notes)
+    return RuntimeFlags(
+        bool(cfg.bf16) and not why["bf16"], cfg.compile and not why["compile"], notes
+    )
+
+
+def cpu_bf16_instructions() -> str:
+    """The CPU's native bf16 matrix instructions ('amx_bf16', 'avx512_bf16') or '' (Linux flags;
+    elsewhere unknown, so auto stays fp32)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return ""
+    return next((f for f in ("amx_bf16", "avx512_bf16") if f in flags), "")
+
+
+def bf16_decision(cfg, device: torch.device) -> tuple[bool, str]:
+    """Whether a run autocasts to bf16, and why. An explicit `cfg.bf16` is kept where the device
+    has it; `None` (auto) takes bf16 on CUDA GPUs that have it, and on CPUs with native bf16
+    instructions for pretrained backbones (SmolLM2-135M fine-tunes ~2x faster there, measured in
+    benchmarks/finetune_speed.py); width-32 models from scratch stay fp32 on the CPU, where bf16
+    buys nothing at that size (benchmarks/trainer_speed.py)."""
+    blocker = bf16_blocker(device)
+    if cfg.bf16 is not None:
+        if cfg.bf16 and blocker:
+            return False, f"bf16 requested, off: {blocker}"
+        return cfg.bf16, "requested"
+    if blocker:
+        return False, f"auto: {blocker}"
+    if device.type == "cuda":
+        return True, "auto: CUDA GPU with bf16"
+    instructions = cpu_bf16_instructions()
+    if not instructions:
+        return False, "auto: this CPU has no native bf16 instructions"
+    if cfg.backbone == "scratch":
+        return False, f"auto: a small model from scratch ({instructions} CPU, fp32 is as fast)"
+    return True, f"auto: pretrained backbone on a CPU with {instructions}"
 
 
 def peak_memory_mib(device: torch.device) -> float | None:

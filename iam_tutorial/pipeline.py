@@ -15,6 +15,7 @@ import torch
 
 from iam_tutorial.config import Config
 from iam_tutorial.data.movielens import LeaveOneOut, leave_one_out, load_movies, load_sequences
+from iam_tutorial.device import bf16_decision, resolve_device
 from iam_tutorial.plans import get_plan
 from iam_tutorial.serialize import Batch, Serializer
 from iam_tutorial.tokenizer import item_texts, train_tokenizer
@@ -70,7 +71,7 @@ def fit_budget(window: list[int], lengths: list[int], budget: int) -> list[list[
 class Prepared:
     """Everything a run needs: split, tokenizer, serializer, and the evaluation inputs collated once."""
 
-    cfg: Config  # the model's config (SASRec's differs from the text plans')
+    cfg: Config  # the run's config: derived settings applied (`run_config`)
     split: LeaveOneOut
     serializer: Serializer
     tokenizer: object | None  # the item-text tokenizer (None for ID items)
@@ -139,11 +140,25 @@ def build_serializer(cfg: Config, split: LeaveOneOut, movies=None):
     return Serializer.from_tokenizer(tokenizer, catalog, cfg.max_tokens), tokenizer
 
 
-def prepare(cfg: Config, split: LeaveOneOut | None = None, movies=None) -> Prepared:
-    """Load and split the data (unless given), build the serializer, collate the eval inputs."""
-    split = split or load_split(cfg)
+def run_config(cfg: Config) -> Config:
+    """The config a run actually uses, every derived setting applied once: SASRec's one ID token
+    per item, a pretrained backbone's shape, bf16 on or off (`device.bf16_decision`). `Prepared.cfg`
+    is this, and every result records it."""
     if not get_plan(cfg.plan).text:
         cfg = sasrec_config(cfg)
+    elif cfg.backbone != "scratch":
+        from iam_tutorial.pretrained import backbone_config  # loads transformers: only when needed
+
+        cfg = backbone_config(cfg)
+    bf16, _ = bf16_decision(cfg, resolve_device(cfg.device))
+    return dataclasses.replace(cfg, bf16=bf16)
+
+
+def prepare(cfg: Config, split: LeaveOneOut | None = None, movies=None) -> Prepared:
+    """Load and split the data (unless given), apply the run's derived settings (`run_config`),
+    build the serializer, collate the evaluation inputs."""
+    split = split or load_split(cfg)
+    cfg = run_config(cfg)
     serializer, tokenizer = build_serializer(cfg, split, movies)
     inputs = {s: split.histories(s)[0] for s in ("valid", "test")}
     windows = {s: [h[-cfg.max_items :] for h in hs] for s, hs in inputs.items()}

@@ -21,6 +21,7 @@ import torch.nn as nn
 from transformers import AutoConfig, AutoTokenizer, GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 from transformers.utils import logging as hf_logging
 
+from iam_tutorial.backbones import BackboneError, resolve
 from iam_tutorial.config import Config, ConfigError, get_config
 from iam_tutorial.device import peak_memory_mib
 from iam_tutorial.model import ItemGPT, load_gpt2_weights
@@ -32,10 +33,6 @@ END = "<|endoftext|>"  # GPT-2's one special token
 GPT2_LIKE = {"activation_function": ("gelu_new", "gelu_pytorch_tanh"), "layer_norm_epsilon": (1e-5,),
              "scale_attn_weights": (True,), "scale_attn_by_inverse_layer_idx": (False,),
              "add_cross_attention": (False,)}  # fmt: skip  # what ItemGPT's blocks compute
-
-
-class BackboneError(ConfigError):
-    """A backbone that cannot be loaded here; the message says how to get it (one line)."""
 
 
 @contextlib.contextmanager
@@ -110,7 +107,12 @@ def backbone_config(cfg: Config) -> Config:
 
 def backbone_tokenizer(name: str):
     """The backbone's own tokenizer (GPT-2 BPE) with our BOS, SEP and PAD added as new tokens."""
-    tokenizer = from_hub(AutoTokenizer.from_pretrained, name, "tokenizer")
+    weights = resolve(name)
+    tokenizer = from_hub(
+        lambda n: AutoTokenizer.from_pretrained(weights.folder, **weights.kwargs()),
+        name,
+        "tokenizer",
+    )
     tokenizer.add_special_tokens({"bos_token": BOS, "sep_token": SEP, "pad_token": PAD})
     return tokenizer
 
@@ -173,11 +175,12 @@ def load_backbone(cfg: Config, vocab_size: int, item_tokens: list[list[int]]) ->
     return model
 
 
-def build_model(data) -> ItemGPT:
-    """The model `train` fine-tunes: `data.cfg` takes the backbone's shape (so every result
-    records the model it trained), then the backbone is loaded."""
-    data.cfg = backbone_config(data.cfg)
-    return load_backbone(data.cfg, data.serializer.vocab_size, data.serializer.item_words())
+def build_model(cfg: Config, serializer) -> nn.Module:
+    """The model `train` trains: a fresh ItemGPT, or one on `cfg.backbone`'s weights. `cfg` is a
+    prepared config (`pipeline.prepare` has applied `backbone_config`)."""
+    if cfg.backbone == SCRATCH:
+        return ItemGPT(cfg, serializer.vocab_size, serializer.item_words())
+    return load_backbone(cfg, serializer.vocab_size, serializer.item_words())
 
 
 def removed_mass(mass, kinds: list[str]) -> list[float]:

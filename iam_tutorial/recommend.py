@@ -239,9 +239,9 @@ def config_from_dict(values: dict, folder: Path) -> Config:
 
 def load_weights(folder: Path, data: SavedData, device: torch.device):
     """The model `data` describes, with the saved weights, in eval mode on `device`."""
-    from iam_tutorial.train import build_model  # train imports the whole trainer
+    from iam_tutorial.pretrained import build_model  # loads transformers: only when needed
 
-    model = build_model(data)
+    model = build_model(data.cfg, data.serializer)
     state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
     try:
         model.load_state_dict(state)

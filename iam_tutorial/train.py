@@ -26,6 +26,7 @@ from iam_tutorial.model import ItemGPT
 from iam_tutorial.paths import results_dir
 from iam_tutorial.pipeline import Prepared, prepare
 from iam_tutorial.plans import ALL_PLANS
+from iam_tutorial.pretrained import build_model
 from iam_tutorial.repro import seed_everything
 from iam_tutorial.serialize import PADDING, Batch
 
@@ -75,15 +76,6 @@ def headline(metrics: dict, cfg: Config) -> float:
     return metrics["seen_excluded" if cfg.exclude_seen else "seen_included"][HEADLINE]
 
 
-def build_model(data: Prepared) -> ItemGPT:
-    """A fresh ItemGPT, or one on `cfg.backbone`'s pretrained weights (pretrained.py)."""
-    if data.cfg.backbone != "scratch":
-        from iam_tutorial.pretrained import build_model as build_on_backbone
-
-        return build_on_backbone(data)
-    return ItemGPT(data.cfg, data.serializer.vocab_size, data.serializer.item_words())
-
-
 def train(cfg: Config, data: Prepared | None = None, progress: bool = True) -> tuple[ItemGPT, dict]:
     """Train one model: whole epochs on one shared schedule, evaluated on validation after each,
     stopped after `patience` epochs without a better NDCG@10; the best epoch's weights are kept.
@@ -92,7 +84,7 @@ def train(cfg: Config, data: Prepared | None = None, progress: bool = True) -> t
     seed_everything(cfg.seed)
     data = data or prepare(cfg)
     cfg, device = data.cfg, resolve_device(data.cfg.device)
-    model = build_model(data).to(device)
+    model = build_model(cfg, data.serializer).to(device)
     loss_fn = torch.compile(model.loss) if cfg.compile else model.loss
     optimizer = make_optimizer(model, cfg)
     # The learning rate decays over `decay_epochs`, then stays at its floor: the epochs after it

@@ -71,12 +71,13 @@ def measure(cfg: Config, data, seconds: float, out_dir=None) -> dict:
     import torch
 
     from iam_tutorial.device import resolve_device
+    from iam_tutorial.pretrained import build_model
     from iam_tutorial.repro import seed_everything
-    from iam_tutorial.train import build_model, evaluate_model, make_optimizer, train_step
+    from iam_tutorial.train import evaluate_model, make_optimizer, train_step
 
     device = resolve_device(data.cfg.device)
     seed_everything(cfg.seed)
-    model = build_model(data).to(device)
+    model = build_model(data.cfg, data.serializer).to(device)
     optimizer = make_optimizer(model, data.cfg)
     constant = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
 
