@@ -81,6 +81,17 @@ def runtime_flags(cfg, device: torch.device) -> RuntimeFlags:
     )
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what `platform` knows, else 'cpu'."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
 def cpu_bf16_instructions() -> str:
     """The CPU's native bf16 matrix instructions ('amx_bf16', 'avx512_bf16') or '' (Linux flags;
     elsewhere unknown, so auto stays fp32)."""

@@ -79,6 +79,7 @@ class Prepared:
     test: Batch  # the last max_items items before the test item (validation item included)
     seen: dict[str, list[list[int]]]  # full input history per split, excluded from the ranking
     n_dropped: int  # evaluation-input items left out by the token budget
+    bf16_reason: str = ""  # why the run autocasts to bf16 or not (device.bf16_decision)
 
     @functools.cached_property
     def item_lengths(self) -> list[int]:
@@ -150,21 +151,25 @@ def run_config(cfg: Config) -> Config:
         from iam_tutorial.pretrained import backbone_config  # loads transformers: only when needed
 
         cfg = backbone_config(cfg)
-    bf16, _ = bf16_decision(cfg, resolve_device(cfg.device))
-    return dataclasses.replace(cfg, bf16=bf16)
+    return cfg
+
+
+def with_precision(cfg: Config) -> tuple[Config, str]:
+    """`cfg` with bf16 on or off as `device.bf16_decision` rules, and the reason in words."""
+    bf16, why = bf16_decision(cfg, resolve_device(cfg.device))
+    return dataclasses.replace(cfg, bf16=bf16), why
 
 
 def prepare(cfg: Config, split: LeaveOneOut | None = None, movies=None) -> Prepared:
     """Load and split the data (unless given), apply the run's derived settings (`run_config`),
     build the serializer, collate the evaluation inputs."""
     split = split or load_split(cfg)
-    cfg = run_config(cfg)
+    cfg, bf16_reason = with_precision(run_config(cfg))
     serializer, tokenizer = build_serializer(cfg, split, movies)
     inputs = {s: split.histories(s)[0] for s in ("valid", "test")}
     windows = {s: [h[-cfg.max_items :] for h in hs] for s, hs in inputs.items()}
     batches = {s: serializer.collate(ws) for s, ws in windows.items()}
     kept = sum(int(b.item_index.max(1).values.sum()) + len(b) for b in batches.values())
     dropped = sum(len(w) for ws in windows.values() for w in ws) - kept
-    return Prepared(
-        cfg, split, serializer, tokenizer, batches["valid"], batches["test"], inputs, dropped
-    )
+    return Prepared(cfg, split, serializer, tokenizer, batches["valid"], batches["test"], inputs,
+                    dropped, bf16_reason)  # fmt: skip

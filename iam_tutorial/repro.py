@@ -21,3 +21,22 @@ def seed_everything(seed: int, threads: int | None = None) -> torch.Generator:
         torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     return torch.Generator().manual_seed(seed)
+
+
+def git_commit() -> str:
+    """The repo's commit, with '+changes' when the package differs from it ('' outside git):
+    recorded in every result, so a number can be traced to the code that made it."""
+    import subprocess
+
+    from iam_tutorial.paths import REPO_ROOT
+
+    def git(*args):
+        try:
+            return subprocess.run(
+                ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True
+            ).stdout.strip()
+        except OSError:  # no git on this machine (a bare GPU image)
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    return commit + ("+changes" if commit and git("status", "--porcelain", "iam_tutorial") else "")

@@ -13,21 +13,23 @@ import math
 import os
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from iam_tutorial.backbones import resolve
 from iam_tutorial.cli import add_config_args, config_from_args, fail, guarded
-from iam_tutorial.config import Config
-from iam_tutorial.device import peak_memory_mib, resolve_device
+from iam_tutorial.config import Config, ConfigError
+from iam_tutorial.device import cpu_name, peak_memory_mib, resolve_device
 from iam_tutorial.metrics import metrics_and_ranks, metrics_from_ranks, protocol, rank_targets
 from iam_tutorial.model import ItemGPT
 from iam_tutorial.paths import results_dir
 from iam_tutorial.pipeline import Prepared, prepare
 from iam_tutorial.plans import ALL_PLANS
 from iam_tutorial.pretrained import build_model
-from iam_tutorial.repro import seed_everything
+from iam_tutorial.repro import git_commit, seed_everything
 from iam_tutorial.serialize import PADDING, Batch
 
 HEADLINE = "NDCG@10"
@@ -76,71 +78,168 @@ def headline(metrics: dict, cfg: Config) -> float:
     return metrics["seen_excluded" if cfg.exclude_seen else "seen_included"][HEADLINE]
 
 
-def train(cfg: Config, data: Prepared | None = None, progress: bool = True) -> tuple[ItemGPT, dict]:
-    """Train one model: whole epochs on one shared schedule, evaluated on validation after each,
-    stopped after `patience` epochs without a better NDCG@10; the best epoch's weights are kept.
-    With `max_train_seconds`, training also stops after the step (or the validation) at which that
-    much wall-clock time has passed: that epoch is validated, and the best epoch is kept."""
-    seed_everything(cfg.seed)
-    data = data or prepare(cfg)
+@dataclass
+class BestEpoch:
+    """The best validation epoch so far (score, epoch, a copy of its weights) and the stop rule:
+    no stop before `min_epochs`, then stop once `patience` epochs passed without a better one."""
+
+    patience: int
+    min_epochs: int
+    score: float = -1.0
+    epoch: int = 0
+    state: dict | None = None
+
+    def update(self, epoch: int, score: float, model: torch.nn.Module) -> None:
+        if score > self.score:
+            self.score, self.epoch, self.state = score, epoch, copy.deepcopy(model.state_dict())
+
+    def patience_out(self, epoch: int) -> bool:
+        return epoch >= self.min_epochs and epoch - self.epoch >= self.patience
+
+
+class NonFiniteLoss(ConfigError):
+    """Training diverged (a NaN or infinite loss); the message says where and what to try."""
+
+
+def run_epoch(model, loss_fn, optimizer, scheduler, batches, cfg: Config, log: dict, on_step,
+              deadline: float) -> str | None:  # fmt: skip
+    """Train on one epoch's batches; returns why it stopped early ("steps" or "time") or None."""
+    device = next(model.parameters()).device
+    for batch in batches:
+        loss = train_step(model, loss_fn, optimizer, scheduler, batch.to(device), cfg)
+        if not math.isfinite(loss):
+            raise NonFiniteLoss(
+                f"Training loss became {loss} at step {len(log['step'])}: lower lr (now "
+                f"{cfg.lr}), keep grad_clip on, or turn bf16 off."
+            )
+        log["step"].append(len(log["step"]))
+        log["loss"].append(round(loss, 5))
+        log["tokens"] += int((batch.item_index != PADDING).sum())
+        on_step(loss)
+        if cfg.max_steps and len(log["step"]) >= cfg.max_steps:
+            return "steps"
+        if time.perf_counter() >= deadline:
+            return "time"
+    return None
+
+
+def make_schedule(optimizer, data: Prepared):
+    """Warmup, then cosine decay to 0.1x over `decay_epochs` (or all epochs), then flat: the
+    epochs after the decay show whether validation has plateaued."""
+    cfg = data.cfg
+    decay = min(cfg.decay_epochs or cfg.max_epochs, cfg.max_epochs)
+    total = min(decay * data.steps_per_epoch(), cfg.max_steps or math.inf)
+    warmup = max(1, int(cfg.warmup_frac * total))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
+
+
+def train(data: Prepared, progress: bool = True, checkpoint: Path | None = None):
+    """Train one model on `data` (its `cfg` is the run's config): whole epochs, validation every
+    `eval_every` epochs, the best epoch's weights kept, stopped by patience, `max_epochs`,
+    `max_steps` or `max_train_seconds`. With `checkpoint`, the state after every epoch is saved
+    there and a restarted run resumes from it. Returns (model, results dict)."""
     cfg, device = data.cfg, resolve_device(data.cfg.device)
+    seed_everything(cfg.seed)
     model = build_model(cfg, data.serializer).to(device)
     loss_fn = torch.compile(model.loss) if cfg.compile else model.loss
     optimizer = make_optimizer(model, cfg)
-    # The learning rate decays over `decay_epochs`, then stays at its floor: the epochs after it
-    # show whether validation has plateaued (a schedule that decays to the last epoch peaks there).
-    decay = min(cfg.decay_epochs or cfg.max_epochs, cfg.max_epochs)
-    total = min(decay * data.steps_per_epoch(), cfg.max_steps or math.inf)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total, max(1, int(cfg.warmup_frac * total)))
-    )
+    scheduler = make_schedule(optimizer, data)
     generator = torch.Generator().manual_seed(cfg.seed)
-    log = {"step": [], "loss": [], "epoch": [], "valid_" + HEADLINE: [], "seconds": []}
-    best, best_state, best_epoch, step, tokens, seconds = -1.0, None, 0, 0, 0, 0.0
-    quiet = not progress or os.environ.get("TQDM_DISABLE", "0") not in ("", "0")  # nbval sets it
-    bar = tqdm(total=total, desc=f"{cfg.plan} {cfg.item_input} seed {cfg.seed}", disable=quiet)
-    began, cap = time.perf_counter(), cfg.max_train_seconds or math.inf
-    stopped = None  # "time" once the wall-clock cap cut training short
-    for epoch in range(1, cfg.max_epochs + 1):
+    log = {"step": [], "loss": [], "epoch": [], "valid_" + HEADLINE: [], "seconds": [], "tokens": 0,
+           "train_seconds": 0.0}  # fmt: skip
+    best, first = BestEpoch(cfg.patience, cfg.min_epochs), 1
+    parts = (model, optimizer, scheduler, generator, log, best)
+    if checkpoint and Path(checkpoint).exists():
+        first = resume(checkpoint, cfg, *parts) + 1
+    bar = progress_bar(cfg, data, progress, done=len(log["step"]))
+    deadline = time.perf_counter() + (cfg.max_train_seconds or math.inf) - sum(log["seconds"][-1:])
+
+    def on_step(loss: float) -> None:
+        bar.update()
+        bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+
+    stopped, epoch = None, first - 1
+    for epoch in range(first, cfg.max_epochs + 1):
         start = time.perf_counter()
-        for batch in data.epoch(generator):
-            loss = train_step(model, loss_fn, optimizer, scheduler, batch.to(device), cfg)
-            log["step"].append(step)
-            log["loss"].append(round(loss, 5))
-            tokens, step = tokens + int((batch.item_index != PADDING).sum()), step + 1
-            bar.update()
-            if cfg.max_steps and step >= cfg.max_steps:
-                break
-            if time.perf_counter() - began >= cap:
-                stopped = "time"
-                break
-        seconds += time.perf_counter() - start
-        valid = headline(evaluate_model(model, data, "valid", device), cfg)
-        log["epoch"].append(epoch)
-        log["valid_" + HEADLINE].append(round(valid, 5))
-        log["seconds"].append(round(seconds, 1))
-        bar.set_postfix(epoch=epoch, loss=f"{loss:.3f}", valid_ndcg10=f"{valid:.4f}")
-        if valid > best:
-            best, best_epoch, best_state = valid, epoch, copy.deepcopy(model.state_dict())
-        if (
-            stopped
-            or (cfg.max_steps and step >= cfg.max_steps)
-            or (epoch >= cfg.min_epochs and epoch - best_epoch >= cfg.patience)
-        ):
+        stopped = run_epoch(model, loss_fn, optimizer, scheduler, data.epoch(generator), cfg, log,
+                            on_step, deadline)  # fmt: skip
+        log["train_seconds"] += time.perf_counter() - start
+        evaluated = epoch % cfg.eval_every == 0 or stopped or epoch == cfg.max_epochs
+        if evaluated:
+            bar.set_postfix_str(f"validating epoch {epoch}")
+            valid = headline(evaluate_model(model, data, "valid", device), cfg)
+            best.update(epoch, valid, model)
+            log["epoch"].append(epoch)
+            log["valid_" + HEADLINE].append(round(valid, 5))
+            bar.set_postfix_str(f"epoch {epoch} valid {HEADLINE} {valid:.4f}")
+        elapsed = log["seconds"][-1] if log["seconds"] else 0.0
+        log["seconds"].append(round(elapsed + time.perf_counter() - start, 1))
+        if checkpoint:
+            save_checkpoint(checkpoint, cfg, epoch, *parts)
+        if stopped or (evaluated and best.patience_out(epoch)):
             break
-        if epoch < cfg.max_epochs and time.perf_counter() - began >= cap:  # validation counts too
+        if evaluated and time.perf_counter() >= deadline:  # validation counts towards the cap
             stopped = "time"
             break
+    bar.total = bar.n  # the run ended where it ended: the bar closes full
     bar.close()
-    model.load_state_dict(best_state)
-    return model, results_of(model, data, device, log, best_epoch, seconds, tokens, stopped)
+    model.load_state_dict(best.state)
+    results = results_of(
+        model, data, device, log, best.epoch, epoch, "time" if stopped == "time" else None
+    )
+    if checkpoint:
+        Path(checkpoint).unlink(missing_ok=True)
+    return model, results
 
 
-def results_of(model, data: Prepared, device, log, best_epoch, seconds, tokens,
+def progress_bar(cfg: Config, data: Prepared, progress: bool, done: int = 0):
+    """One bar over the most steps the run can take (every epoch), its description says which
+    epoch is validating; closed full when early stopping ends the run sooner."""
+    quiet = not progress or os.environ.get("TQDM_DISABLE", "0") not in ("", "0")  # nbval sets it
+    total = min(cfg.max_epochs * data.steps_per_epoch(), cfg.max_steps or math.inf)
+    name = f"{cfg.plan} {cfg.item_input} seed {cfg.seed}"
+    return tqdm(total=total, initial=done, desc=name, disable=quiet, unit="step")
+
+
+def checkpoint_key(cfg: Config) -> str:
+    return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+
+
+def save_checkpoint(path, cfg: Config, epoch, model, optimizer, scheduler, generator, log, best):
+    """Everything a resumed run needs to continue bit for bit, written atomically."""
+    state = {"config": checkpoint_key(cfg), "epoch": epoch, "model": model.state_dict(),
+             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "log": log,
+             "best": (best.score, best.epoch, best.state)}  # fmt: skip
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def resume(path, cfg: Config, model, optimizer, scheduler, generator, log, best) -> int:
+    """Load a checkpoint written by `save_checkpoint` for this very config; returns its epoch."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state["config"] != checkpoint_key(cfg):
+        raise ConfigError(
+            f"Checkpoint {path} was written for another config; delete it to start afresh."
+        )
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    log.update(state["log"])
+    best.score, best.epoch, best.state = state["best"]
+    return state["epoch"]
+
+
+def results_of(model, data: Prepared, device, log, best_epoch, epochs,
                stopped_by: str | None = None) -> dict:  # fmt: skip
     """The results dict of a trained model: metrics, per-user ranks, convergence and run facts."""
     ranks = {s: evaluate_model(model, data, s, device, ranks=True) for s in ("valid", "test")}
-    epochs = log["epoch"][-1]
+    seconds = log["train_seconds"]
     return {
         "epochs": epochs,
         "best_epoch": best_epoch,
@@ -149,11 +248,13 @@ def results_of(model, data: Prepared, device, log, best_epoch, seconds, tokens,
         "converged": best_epoch < epochs,
         "stopped_by": stopped_by
         or ("plateau" if epochs - best_epoch >= data.cfg.patience else "cap"),
-        "steps": log["step"][-1] + 1,
-        "train_seconds": round(seconds, 2),
-        "tokens_per_second": round(tokens / max(seconds, 1e-9)),
+        "steps": len(log["step"]),
+        "train_seconds": round(seconds, 2),  # optimizer steps only
+        "wall_seconds": log["seconds"][-1],  # training and validation
+        "tokens_per_second": round(log["tokens"] / max(seconds, 1e-9)),
         "params": sum(p.numel() for p in model.parameters()),
-        "history": log,
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "history": {k: v for k, v in log.items() if k not in ("tokens", "train_seconds")},
         **metrics_and_ranks(ranks),
         **run_facts(data.cfg, data, device),
     }
@@ -188,10 +289,12 @@ def run_facts(cfg: Config, data: Prepared, device) -> dict:
             "eval_input_items_dropped_by_token_budget": data.n_dropped,
             "files": data.split.files,  # each data file read -> sha256
         },
-        "device": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or "cpu",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "threads": torch.get_num_threads(),
+        "precision": {"bf16": cfg.bf16, "why": data.bf16_reason},
+        "weights": resolve(cfg.backbone).record() if cfg.backbone != "scratch" else None,
         "peak_memory_mib": peak_memory_mib(device),
+        "commit": git_commit(),
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -200,7 +303,7 @@ def run_facts(cfg: Config, data: Prepared, device) -> dict:
     }
 
 
-def run(cfg: Config, progress: bool = True, split=None) -> dict:
+def run(cfg: Config, progress: bool = True, split=None, checkpoint: Path | None = None) -> dict:
     """One (plan, seed) end to end: popularity or a trained model. Returns the results dict."""
     if cfg.plan == "popularity":
         from iam_tutorial.baselines import run_popularity
@@ -208,7 +311,7 @@ def run(cfg: Config, progress: bool = True, split=None) -> dict:
         return run_popularity(cfg, split)
     if cfg.plan not in ALL_PLANS:
         raise ValueError(f"Unknown plan {cfg.plan!r}: choose one of {', '.join(ALL_PLANS)}.")
-    return train(cfg, prepare(cfg, split), progress)[1]
+    return train(prepare(cfg, split), progress, checkpoint)[1]
 
 
 def write_results(results: dict, out_dir: Path) -> Path:
@@ -232,13 +335,23 @@ def main(argv=None):
     parser.add_argument(
         "--out", type=Path, default=None, help="results folder (default results/<mode>)"
     )
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="no checkpoint (default: <out>/checkpoints/, resumed after a restart)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            fail(f"--threads {args.threads}: give 1 or more.")
+        torch.set_num_threads(args.threads)
     extra = {"item_input": args.item_input} if args.item_input else {}
     cfg = config_from_args(args, plan=args.plan, seed=args.seed, **extra)
     out_dir = args.out or results_dir() / cfg.mode
     if out_dir.exists() and not out_dir.is_dir():
         fail(f"--out {out_dir} is a file; give a folder for the results.")
-    results = run(cfg)
+    checkpoint = (
+        None if args.no_resume else out_dir / "checkpoints" / f"{cfg.plan}_seed{cfg.seed}.pt"
+    )
+    results = run(cfg, checkpoint=checkpoint)
     path = write_results(results, out_dir)
     test = results["test"]["seen_excluded"]
     print(f"{cfg.plan} seed {cfg.seed}: test HR@10 {test['HR@10']:.4f} NDCG@10 {test['NDCG@10']:.4f} "

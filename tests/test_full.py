@@ -54,7 +54,7 @@ def test_sizing_fits_the_budget_and_drops_optional_groups():
 
 def test_time_cap_stops_training_and_keeps_the_best_epoch(env):
     cfg = get_config("full", plan="token", **TOY, **ENDLESS, max_train_seconds=0.5)
-    results = train(cfg, progress=False)[1]
+    results = train(prepare(cfg), progress=False)[1]
     curve = results["history"]["valid_NDCG@10"]
     assert results["stopped_by"] == "time" and 1 <= results["epochs"] == len(curve)
     assert results["best_epoch"] == 1 + curve.index(max(curve))

@@ -32,7 +32,7 @@ def trained(synthetic_root):
     for plan in PLANS:
         cfg = get_config("quick", plan=plan, **TINY)
         data = prepare(cfg, split, movies)
-        out[plan] = (train(cfg, data, progress=False)[0], data, movies)
+        out[plan] = (train(data, progress=False)[0], data, movies)
     return out
 
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from iam_tutorial.config import get_config
+from iam_tutorial.config import ConfigError, get_config
 from iam_tutorial.data.movielens import leave_one_out, load_sequences
 from iam_tutorial.pipeline import prepare
 from iam_tutorial.plans import ALL_PLANS
@@ -157,7 +157,7 @@ def test_ranks_agree_with_metrics(synthetic_env):
 
     cfg = get_config("quick", plan="iam", **{**TINY, "max_epochs": 1})
     data = prepare(cfg)
-    model, results = train(cfg, data, progress=False)
+    model, results = train(data, progress=False)
     ranks = evaluate_model(model, data, "test", resolve_device("cpu"), ranks=True)
     assert len(ranks["seen_excluded"]) == len(data.split.users)
     assert metrics_from_ranks(ranks["seen_excluded"]) == results["test"]["seen_excluded"]
@@ -169,3 +169,56 @@ def test_no_stop_before_min_epochs(synthetic_env):
     )
     results = run(cfg, progress=False)
     assert results["epochs"] >= 4
+
+
+def test_an_interrupted_run_resumes_bit_for_bit(synthetic_env, monkeypatch):
+    """Killed after epoch 1, a run restarted on its checkpoint ends exactly as an unbroken one."""
+    import iam_tutorial.train as train_module
+
+    cfg = get_config("quick", plan="iam", **{**TINY, "max_epochs": 3, "min_epochs": 3})
+    data, path = prepare(cfg), synthetic_env / "ckpt" / "iam.pt"
+    unbroken = train_module.train(data, progress=False)[1]
+    real, calls = train_module.run_epoch, []
+
+    def dies_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "run_epoch", dies_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train_module.train(data, progress=False, checkpoint=path)
+    assert path.exists()
+    monkeypatch.setattr(train_module, "run_epoch", real)
+    resumed = train_module.train(data, progress=False, checkpoint=path)[1]
+    same = lambda r: (r["history"]["loss"], r["history"]["valid_NDCG@10"], r["ranks"])  # noqa: E731
+    assert same(resumed) == same(unbroken) and not path.exists()
+    with pytest.raises(ConfigError, match="another config"):
+        train_module.save_checkpoint(path, cfg, 1, *_parts(train_module, data))
+        train_module.train(dataclasses.replace(data, cfg=dataclasses.replace(cfg, lr=1e-2)),
+                           progress=False, checkpoint=path)  # fmt: skip
+
+
+def _parts(train_module, data):
+    model = train_module.build_model(data.cfg, data.serializer)
+    optimizer = train_module.make_optimizer(model, data.cfg)
+    scheduler = train_module.make_schedule(optimizer, data)
+    best = train_module.BestEpoch(1, 1)
+    return model, optimizer, scheduler, torch.Generator(), {"seconds": []}, best
+
+
+def test_validation_every_n_epochs(synthetic_env):
+    cfg = get_config("quick", plan="token", **{**TINY, "max_epochs": 5, "eval_every": 2})
+    results = run(cfg, progress=False)
+    assert results["history"]["epoch"] == [2, 4, 5] and results["best_epoch"] in (2, 4, 5)
+
+
+def test_a_diverging_run_stops_with_one_line(synthetic_env):
+    from iam_tutorial.train import NonFiniteLoss
+
+    with pytest.raises(NonFiniteLoss, match="lower lr"):
+        run(
+            get_config("quick", plan="token", **{**TINY, "lr": 1e30, "grad_clip": 1e30}),
+            progress=False,
+        )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from iam_tutorial.config import Config
-from iam_tutorial.pipeline import Prepared, fit_budget, sasrec_config
+from iam_tutorial.pipeline import Prepared, fit_budget, run_config, with_precision
 from iam_tutorial.plans import get_plan
 from iam_tutorial.serialize import GLOBAL, IGNORE, PADDING, Batch
 
@@ -96,12 +96,12 @@ class FastPrepared(Prepared):
         text = get_plan(cfg.plan).text
         if text != get_plan(self.cfg.plan).text:
             raise ValueError(f"These data hold {'ID' if text else 'text'} items, not {cfg.plan}'s.")
-        cfg = cfg if text else sasrec_config(cfg)
+        cfg, why = with_precision(run_config(cfg))
         differ = [f for f in DATA_FIELDS if getattr(cfg, f) != getattr(self.cfg, f)]
         if differ:
             raise ValueError(f"These data were prepared for other {', '.join(differ)}.")
         streams = self.streams.to(device) if device is not None else self.streams
-        return dataclasses.replace(self, cfg=cfg, streams=streams)
+        return dataclasses.replace(self, cfg=cfg, streams=streams, bf16_reason=why)
 
     def spans(self, generator: torch.Generator) -> list[tuple[int, int]]:
         """One epoch's windows as (first, last) positions: `Prepared.windows`, drawn alike."""

@@ -126,7 +126,7 @@ def train_cell(cfg: Config, data, arg, out_dir) -> dict:
         cfg, max_train_seconds=round(min(cfg.max_train_seconds or left, left), 1)
     )
     started = time.time()
-    results = train(cfg, data.for_config(cfg), progress=False)[1]
+    results = train(data.for_config(cfg), progress=False)[1]
     results["worker"] = {"pid": os.getpid(), "started": started, "ended": time.time()}
     stored = compare.write_cell(cfg, results, out_dir)
     return {"epochs": stored["epochs"], "stopped_by": stored["stopped_by"],
