@@ -10,8 +10,9 @@ import dataclasses
 import torch
 
 from iam_tutorial.config import Config
-from iam_tutorial.metrics import metrics_and_ranks, protocol, rank_targets
+from iam_tutorial.metrics import rank_targets
 from iam_tutorial.pipeline import load_split
+from iam_tutorial.record import results_record
 
 
 def popularity_counts(train: list[list[int]], n_items: int) -> torch.Tensor:
@@ -35,21 +36,4 @@ def run_popularity(cfg: Config, split=None) -> dict:
         s: rank_targets(scorer, split.histories(s)[0], getattr(split, s)) for s in ("valid", "test")
     }
     cfg = dataclasses.replace(cfg, plan="popularity")
-    return {
-        "plan": "popularity",
-        "seed": cfg.seed,
-        "config": dataclasses.asdict(cfg),
-        "protocol": protocol() + " · popularity counted on the training parts",
-        "data": {
-            "source": split.source,
-            "users": len(split.users),
-            "items": split.n_items,
-            "files": split.files,  # each data file read -> sha256
-        },
-        "params": 0,
-        "train_seconds": 0.0,
-        "epochs": 0,
-        "best_epoch": 0,
-        "converged": True,
-        **metrics_and_ranks(ranks),
-    }
+    return results_record(cfg, split, ranks, note=" · popularity counted on the training parts")

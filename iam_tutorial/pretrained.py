@@ -9,11 +9,8 @@ at step 0 the model computes what the backbone computes under the plan's masks. 
 
 # Axes: item, token, embd (model width), vocab, position
 
-import argparse
 import contextlib
 import dataclasses
-import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -22,8 +19,7 @@ from transformers import AutoConfig, AutoTokenizer, GPT2Config, GPT2LMHeadModel,
 from transformers.utils import logging as hf_logging
 
 from iam_tutorial.backbones import BackboneError, resolve
-from iam_tutorial.config import Config, ConfigError, get_config
-from iam_tutorial.device import peak_memory_mib
+from iam_tutorial.config import Config, ConfigError
 from iam_tutorial.model import ItemGPT, load_gpt2_weights
 from iam_tutorial.plans import get_plan
 from iam_tutorial.tokenizer import BOS, PAD, SEP
@@ -221,66 +217,3 @@ def make_tiny_checkpoint(folder, texts: list[str], vocab_size: int = 512, n_laye
         GPT2LMHeadModel(hf_cfg).save_pretrained(folder)
         tokenizer.save_pretrained(folder)
     return Path(folder)
-
-
-def measure_steps(cfg: Config, steps: int, n_tokens: int, n_items: int = 3416) -> dict:
-    """Fine-tuning speed of `cfg` on random batches (batch_size x n_tokens, 12 items each):
-    tokens per second over `steps` AdamW steps after one warm-up step, and peak memory."""
-    from iam_tutorial.serialize import Serializer
-    from iam_tutorial.train import make_optimizer
-
-    g = torch.Generator().manual_seed(0)
-    vocab = AutoConfig.from_pretrained(cfg.backbone).vocab_size + 3  # + BOS, SEP, PAD
-    per_item = (n_tokens - 1) // 12
-    words = [[]] + [torch.randint(vocab - 3, (per_item - 1,), generator=g).tolist() + [vocab - 2]
-                    for _ in range(n_items)]  # fmt: skip
-    serializer = Serializer(words, bos_id=vocab - 3, pad_id=vocab - 1, max_tokens=n_tokens)
-    serializer.sep_id = vocab - 2
-    model = load_backbone(cfg, vocab, serializer.item_words()).to(cfg.device)
-    optimizer = make_optimizer(model, cfg)
-    histories = torch.randint(1, n_items + 1, (cfg.batch_size, 13), generator=g).tolist()
-    batch = serializer.collate([h[:-1] for h in histories], [h[1:] for h in histories])
-    batch = batch.to(cfg.device)
-    for step in range(steps + 1):
-        if step == 1:  # the first step allocates optimizer state; time the rest
-            start = time.perf_counter()
-        with torch.autocast(batch.tokens.device.type, torch.bfloat16, enabled=cfg.bf16):
-            loss = model.loss(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    if batch.tokens.is_cuda:
-        torch.cuda.synchronize()
-    seconds = (time.perf_counter() - start) / steps
-    params = sum(p.numel() for p in model.parameters())
-    return {"plan": cfg.plan, "params": params, "tokens_per_step": batch.tokens.numel(),
-            "seconds_per_step": round(seconds, 2), "tokens_per_second": round(batch.tokens.numel() / seconds),
-            "peak_memory_mib": peak_memory_mib(batch.tokens.device)}  # fmt: skip
-
-
-def main(argv=None):
-    """Fine-tuning speed of one plan at gpt2 size (a random GPT2Config(), 124M parameters).
-    `python -m iam_tutorial.pretrained --plan hatllm --steps 3 --batch-size 4`."""
-    parser = argparse.ArgumentParser(
-        prog="python -m iam_tutorial.pretrained", description=main.__doc__
-    )
-    parser.add_argument("--plan", default="token")
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--tokens", type=int, default=224, help="tokens per history, BOS included")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--bf16", action="store_true")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as folder:
-        torch.manual_seed(0)
-        with quiet():
-            GPT2LMHeadModel(GPT2Config()).save_pretrained(folder)
-        cfg = get_config("quick", backbone=folder, plan=args.plan, batch_size=args.batch_size,
-                         max_tokens=args.tokens, device=args.device, bf16=args.bf16, lr=1e-4)  # fmt: skip
-        print(measure_steps(cfg, args.steps, args.tokens))
-
-
-if __name__ == "__main__":
-    main()

@@ -11,7 +11,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +18,17 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from iam_tutorial.backbones import resolve
 from iam_tutorial.cli import add_config_args, config_from_args, fail, guarded
 from iam_tutorial.config import Config, ConfigError
-from iam_tutorial.device import cpu_name, peak_memory_mib, resolve_device
-from iam_tutorial.metrics import metrics_and_ranks, metrics_from_ranks, protocol, rank_targets
+from iam_tutorial.device import resolve_device
+from iam_tutorial.metrics import metrics_from_ranks, protocol, rank_targets
 from iam_tutorial.model import ItemGPT
 from iam_tutorial.paths import results_dir
 from iam_tutorial.pipeline import Prepared, prepare
 from iam_tutorial.plans import ALL_PLANS
 from iam_tutorial.pretrained import build_model
-from iam_tutorial.repro import git_commit, seed_everything
+from iam_tutorial.record import results_record, training_facts
+from iam_tutorial.repro import seed_everything
 from iam_tutorial.serialize import PADDING, Batch
 
 HEADLINE = "NDCG@10"
@@ -237,27 +236,12 @@ def resume(path, cfg: Config, model, optimizer, scheduler, generator, log, best)
 
 def results_of(model, data: Prepared, device, log, best_epoch, epochs,
                stopped_by: str | None = None) -> dict:  # fmt: skip
-    """The results dict of a trained model: metrics, per-user ranks, convergence and run facts."""
+    """The results record of a trained model (record.py): metrics, per-user ranks, training."""
     ranks = {s: evaluate_model(model, data, s, device, ranks=True) for s in ("valid", "test")}
-    seconds = log["train_seconds"]
-    return {
-        "epochs": epochs,
-        "best_epoch": best_epoch,
-        # Converged: the best epoch was not the last. Stopped by the plateau rule (patience
-        # epochs without a better one), the epoch or step cap, or the wall-clock cap ("time").
-        "converged": best_epoch < epochs,
-        "stopped_by": stopped_by
-        or ("plateau" if epochs - best_epoch >= data.cfg.patience else "cap"),
-        "steps": len(log["step"]),
-        "train_seconds": round(seconds, 2),  # optimizer steps only
-        "wall_seconds": log["seconds"][-1],  # training and validation
-        "tokens_per_second": round(log["tokens"] / max(seconds, 1e-9)),
-        "params": sum(p.numel() for p in model.parameters()),
-        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "history": {k: v for k, v in log.items() if k not in ("tokens", "train_seconds")},
-        **metrics_and_ranks(ranks),
-        **run_facts(data.cfg, data, device),
-    }
+    training = training_facts(model, log, best_epoch, epochs, data.cfg.patience, stopped_by)
+    facts = {"eval_input_items_dropped_by_token_budget": data.n_dropped,
+             "bf16_reason": data.bf16_reason}  # fmt: skip
+    return results_record(data.cfg, data.split, ranks, training, device, facts)
 
 
 def train_step(model, loss_fn, optimizer, scheduler, batch: Batch, cfg: Config) -> float:
@@ -270,37 +254,6 @@ def train_step(model, loss_fn, optimizer, scheduler, batch: Batch, cfg: Config) 
     optimizer.step()
     scheduler.step()
     return loss.item()
-
-
-def run_facts(cfg: Config, data: Prepared, device) -> dict:
-    """Config, protocol, data and machine facts recorded beside every metric."""
-    import transformers
-
-    return {
-        "plan": cfg.plan,
-        "seed": cfg.seed,
-        "config": dataclasses.asdict(cfg),
-        "protocol": protocol(seen="seen_excluded" if cfg.exclude_seen else "seen_included")
-        + " (headline; both protocols reported)",
-        "data": {
-            "source": data.split.source,
-            "users": len(data.split.users),
-            "items": data.split.n_items,
-            "eval_input_items_dropped_by_token_budget": data.n_dropped,
-            "files": data.split.files,  # each data file read -> sha256
-        },
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
-        "threads": torch.get_num_threads(),
-        "precision": {"bf16": cfg.bf16, "why": data.bf16_reason},
-        "weights": resolve(cfg.backbone).record() if cfg.backbone != "scratch" else None,
-        "peak_memory_mib": peak_memory_mib(device),
-        "commit": git_commit(),
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-        },
-    }
 
 
 def run(cfg: Config, progress: bool = True, split=None, checkpoint: Path | None = None) -> dict:

@@ -12,7 +12,7 @@ interactions cannot be split into train, validation and test, so they are droppe
     seqs = load_csv_sequences("log.csv")                 # header: user,item,timestamp,text
     cfg = get_config("quick", max_steps=30)              # a first look; drop max_steps for real
     data = prepare(cfg, leave_one_out(seqs), movies=load_csv_items("log.csv"))
-    model, results = train(cfg, data, progress=False)
+    model, results = train(data, progress=False)
     print(recommend(model, data, user_id=1, k=5))        # tests/test_custom_data.py runs this
 """
 

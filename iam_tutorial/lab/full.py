@@ -177,7 +177,7 @@ def short_table(results: list[dict], facts: dict) -> str:
 
     rows = [{"cell": r["cell"], "seed": r["seed"], "ndcg": r["test"]["seen_excluded"]["NDCG@10"],
              "hr": r["test"]["seen_excluded"]["HR@10"], "epochs": r.get("epochs", 0),
-             "stopped": r.get("stopped_by", "-"), "train_s": r.get("train_seconds", 0.0)}
+             "stopped": r.get("stopped_by") or "-", "train_s": r.get("train_seconds", 0.0)}
             for r in results]  # fmt: skip
     if not rows:
         return "no cells finished"
