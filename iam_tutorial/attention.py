@@ -16,15 +16,21 @@ from iam_tutorial.masks import HEAD_SPLITS, allow_rule
 
 def per_head(allow: torch.Tensor, n_head: int) -> torch.Tensor:
     """allow (batch query key) -> (batch 1 query key), shared by every head; a head-split mask
-    (batch group query key) -> (batch head query key), each group of heads with its own mask."""
+    (batch group query key) -> (batch head query key), each group of heads with its own mask.
+    Heads split as evenly as they can: 9 heads in 2 groups are 5 + 4 (SmolLM2 has 9)."""
     if allow.dim() == 3:
         return rearrange(allow, "batch query key -> batch 1 query key")
     group = allow.shape[1]
-    if n_head % group:
-        raise ValueError(f"{n_head} heads cannot be split into {group} equal groups.")
-    return repeat(
-        allow, "batch group query key -> batch (group head) query key", head=n_head // group
-    )
+    if n_head < group:
+        raise ValueError(f"{n_head} heads cannot be split into {group} groups.")
+    if n_head % group == 0:
+        return repeat(
+            allow, "batch group query key -> batch (group head) query key", head=n_head // group
+        )
+    sizes = [n_head // group + (g < n_head % group) for g in range(group)]
+    index = torch.repeat_interleave(torch.arange(group, device=allow.device),
+                                    torch.tensor(sizes, device=allow.device))  # fmt: skip
+    return allow[:, index]
 
 
 def attend(q, k, v, allow, return_attn: bool = False):

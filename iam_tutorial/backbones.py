@@ -8,6 +8,7 @@ are not ours). Every result records which weights it used: `Weights.record()`.
 """
 
 import argparse
+import contextlib
 import hashlib
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from iam_tutorial.config import ConfigError
 from iam_tutorial.paths import backbones_dir
@@ -67,6 +70,43 @@ class Weights:
         """What every result stores about the weights it started from."""
         return {"backbone": self.name, "folder": self.folder, "file": self.gguf_file,
                 "sha256": self.sha256, "quantization": self.quantization, "source": self.source}  # fmt: skip
+
+
+@contextlib.contextmanager
+def quiet():
+    """No progress bars or load reports from transformers (they would land in notebook outputs)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
+        hf_logging.set_verbosity(verbosity)
+
+
+def grow_rows(weight: torch.Tensor, rows: int) -> torch.Tensor:
+    """(vocab embd) -> (rows embd): the new rows (our special tokens) start at the mean row,
+    where a softmax over the table treats them like an average token rather than a random one."""
+    if rows < len(weight):
+        raise ValueError(f"The tokenizer has {rows} tokens but the embedding {len(weight)} rows.")
+    mean = weight.mean(0, keepdim=True).expand(rows - len(weight), -1)
+    return torch.cat([weight, mean])
+
+
+def from_hub(load, name: str, what: str):
+    """`load(name)` quietly; a missing checkpoint becomes a one-line BackboneError with the fix."""
+    try:
+        with quiet():
+            return load(name)
+    except OSError as e:  # transformers raises OSError (or a subclass) for anything not found
+        raise BackboneError(
+            f"Backbone {name!r}: its {what} is not on this machine and the hub cannot be reached "
+            f"(HF_HUB_OFFLINE=1?). Download it once online (`huggingface-cli download {name}`) or "
+            f"set backbone to a local folder made with save_pretrained ({type(e).__name__})."
+        ) from None
 
 
 def gguf_path(name: str) -> Path:

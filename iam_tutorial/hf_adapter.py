@@ -11,20 +11,25 @@ uses. Only plans that re-mask existing layers fit: token, hatllm, iam-alt, iam-h
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
+from einops import einsum, rearrange, repeat
 from transformers import AttentionInterface, AutoModelForCausalLM
 
 from iam_tutorial.attention import per_head
+from iam_tutorial.backbones import grow_rows, quiet
 from iam_tutorial.masks import allow_mask
 from iam_tutorial.plans import get_plan, layer_plan
-from iam_tutorial.pretrained import grow_rows, quiet
 
 ATTENTION_NAME = "item_aware"  # the name transformers dispatches on
 PLAN_ATTRIBUTE = "item_aware_kinds"  # on the model's config: one mask kind per layer
+KIND_ATTRIBUTE = "item_aware_kind"  # on one attention module: its own kind (llm.py sets it)
+RECORDER = "item_aware_recorder"  # on an attention module: called with its weights (premise.py)
 
 
 def layer_kind(module) -> str:
-    """The mask kind of the attention `module`: its layer's entry in the config's plan."""
+    """The mask kind of the attention `module`: its own (an added sublayer's), else its layer's
+    entry in the config's plan."""
+    if getattr(module, KIND_ATTRIBUTE, None):
+        return getattr(module, KIND_ATTRIBUTE)
     kinds = getattr(module.config, PLAN_ATTRIBUTE, None)
     if kinds is None:
         raise ValueError(
@@ -52,6 +57,19 @@ def item_aware_attention(module, query, key, value, attention_mask, scaling=None
             "Item-aware attention covers full forwards: no KV cache, no sliding window."
         )
     allow = per_head(allow_mask(layer_kind(module), item_index.to(query.device)), query.shape[1])
+    recorder = getattr(module, RECORDER, None)
+    if recorder is not None:  # spelled out, so the weights can be measured (premise.py)
+        key, value = (repeat(t, "batch group key dim -> batch (group rep) key dim",
+                             rep=query.shape[1] // t.shape[1]) for t in (key, value))  # fmt: skip
+        scores = einsum(
+            query, key, "batch head query dim, batch head key dim -> batch head query key"
+        )
+        weights = (scores * (scaling or query.shape[-1] ** -0.5)).masked_fill(~allow, -torch.inf)
+        weights = weights.float().softmax(-1)
+        recorder(module, weights, item_index)
+        out = einsum(weights.to(value.dtype), value,
+                     "batch head query key, batch head key dim -> batch head query dim")  # fmt: skip
+        return rearrange(out, "batch head query dim -> batch query head dim").contiguous(), None
     out = F.scaled_dot_product_attention(
         query, key, value, attn_mask=allow, dropout_p=dropout, scale=scaling,
         enable_gqa=key.shape[1] != query.shape[1],

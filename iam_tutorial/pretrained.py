@@ -9,16 +9,16 @@ at step 0 the model computes what the backbone computes under the plan's masks. 
 
 # Axes: item, token, embd (model width), vocab, position
 
-import contextlib
+import copy
 import dataclasses
+import functools
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 from transformers import AutoConfig, AutoTokenizer, GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
-from transformers.utils import logging as hf_logging
 
-from iam_tutorial.backbones import BackboneError, resolve
+from iam_tutorial.backbones import BackboneError, from_hub, grow_rows, quiet, resolve
 from iam_tutorial.config import Config, ConfigError
 from iam_tutorial.model import ItemGPT, load_gpt2_weights
 from iam_tutorial.plans import get_plan
@@ -29,32 +29,6 @@ END = "<|endoftext|>"  # GPT-2's one special token
 GPT2_LIKE = {"activation_function": ("gelu_new", "gelu_pytorch_tanh"), "layer_norm_epsilon": (1e-5,),
              "scale_attn_weights": (True,), "scale_attn_by_inverse_layer_idx": (False,),
              "add_cross_attention": (False,)}  # fmt: skip  # what ItemGPT's blocks compute
-
-
-@contextlib.contextmanager
-def quiet():
-    """No progress bars or load reports from transformers (they would land in notebook outputs)."""
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.enable_progress_bar()
-        hf_logging.set_verbosity(verbosity)
-
-
-def from_hub(load, name: str, what: str):
-    """`load(name)` quietly; a missing checkpoint becomes a one-line BackboneError with the fix."""
-    try:
-        with quiet():
-            return load(name)
-    except OSError as e:  # transformers raises OSError (or a subclass) for anything not found
-        raise BackboneError(
-            f"Backbone {name!r}: its {what} is not on this machine and the hub cannot be reached "
-            f"(HF_HUB_OFFLINE=1?). Download it once online (`huggingface-cli download {name}`) or "
-            f"set backbone to a local folder made with save_pretrained ({type(e).__name__})."
-        ) from None
 
 
 def backbone_hf_config(name: str):
@@ -87,6 +61,10 @@ def backbone_config(cfg: Config) -> Config:
         return cfg
     if not get_plan(cfg.plan).text:
         raise ConfigError(f"Plan {cfg.plan!r} reads item IDs; a pretrained backbone reads text.")
+    from iam_tutorial.llm import is_decoder_backbone, llm_config
+
+    if is_decoder_backbone(cfg.backbone):  # Llama-family decoders: ItemLLM (llm.py)
+        return llm_config(cfg)
     if cfg.item_input != "text":
         raise ConfigError(
             "item_input='text+id' adds an item vector to every input token, which changes the "
@@ -102,7 +80,13 @@ def backbone_config(cfg: Config) -> Config:
 
 
 def backbone_tokenizer(name: str):
-    """The backbone's own tokenizer (GPT-2 BPE) with our BOS, SEP and PAD added as new tokens."""
+    """The backbone's own tokenizer (its BPE) with our BOS, SEP and PAD added as new tokens; a
+    fresh copy each call of one loaded once per process (a GGUF's takes ~10 s to convert)."""
+    return copy.deepcopy(_backbone_tokenizer(name))
+
+
+@functools.cache
+def _backbone_tokenizer(name: str):
     weights = resolve(name)
     tokenizer = from_hub(
         lambda n: AutoTokenizer.from_pretrained(weights.folder, **weights.kwargs()),
@@ -111,15 +95,6 @@ def backbone_tokenizer(name: str):
     )
     tokenizer.add_special_tokens({"bos_token": BOS, "sep_token": SEP, "pad_token": PAD})
     return tokenizer
-
-
-def grow_rows(weight: torch.Tensor, rows: int) -> torch.Tensor:
-    """(vocab embd) -> (rows embd): the new rows (our special tokens) start at the mean row,
-    where a softmax over the table treats them like an average token rather than a random one."""
-    if rows < len(weight):
-        raise ValueError(f"The tokenizer has {rows} tokens but the embedding {len(weight)} rows.")
-    mean = weight.mean(0, keepdim=True).expand(rows - len(weight), -1)
-    return torch.cat([weight, mean])
 
 
 @torch.no_grad()
@@ -176,6 +151,10 @@ def build_model(cfg: Config, serializer) -> nn.Module:
     prepared config (`pipeline.prepare` has applied `backbone_config`)."""
     if cfg.backbone == SCRATCH:
         return ItemGPT(cfg, serializer.vocab_size, serializer.item_words())
+    from iam_tutorial.llm import build_llm, is_decoder_backbone
+
+    if is_decoder_backbone(cfg.backbone):
+        return build_llm(cfg, serializer)
     return load_backbone(cfg, serializer.vocab_size, serializer.item_words())
 
 

@@ -45,8 +45,6 @@ def results_record(cfg: Config, split, ranks: dict, training: dict | None = None
                    data_facts: dict | None = None, note: str = "") -> dict:  # fmt: skip
     """The record: `ranks` ({split: {protocol: ranks}}), `training` (training_facts, or None
     for a baseline), and every fact of the run."""
-    import transformers
-
     device = device or torch.device("cpu")
     seen = "seen_excluded" if cfg.exclude_seen else "seen_included"
     return {
@@ -63,9 +61,19 @@ def results_record(cfg: Config, split, ranks: dict, training: dict | None = None
         },  # fmt: skip
         **(training or UNTRAINED),
         **metrics_and_ranks(ranks),
+        **run_facts(cfg, device, (data_facts or {}).get("bf16_reason", "")),
+    }
+
+
+def run_facts(cfg: Config, device=None, bf16_reason: str = "") -> dict:
+    """The machine, precision, weights, commit and versions a number was made with."""
+    import transformers
+
+    device = device or torch.device("cpu")
+    return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "threads": torch.get_num_threads(),
-        "precision": {"bf16": bool(cfg.bf16), "why": (data_facts or {}).get("bf16_reason", "")},
+        "precision": {"bf16": bool(cfg.bf16), "why": bf16_reason},
         "weights": resolve(cfg.backbone).record() if cfg.backbone != "scratch" else None,
         "peak_memory_mib": peak_memory_mib(device),
         "commit": git_commit(),

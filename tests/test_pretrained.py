@@ -245,8 +245,9 @@ def test_backbone_limits_are_errors(gpt2_dir, llama_dir, serializer):
         backbone_config(on_backbone(gpt2_dir, item_input="text+id"))
     with pytest.raises(ConfigError, match="reads item IDs"):
         backbone_config(on_backbone(gpt2_dir, plan="sasrec"))
-    with pytest.raises(BackboneError, match="llama model.*hf_adapter"):
-        backbone_config(get_config("quick", backbone=str(llama_dir), max_tokens=64))
+    with pytest.raises(ConfigError, match="exceeds backbone .* context of 64 tokens"):
+        backbone_config(get_config("quick", backbone=str(llama_dir), max_tokens=65))
+    assert backbone_config(get_config("quick", backbone=str(llama_dir), max_tokens=64)).n_layer == 4
     model = backbone_model(gpt2_dir, serializer, "token", max_tokens=96)
     tokens = torch.zeros(1, N_POSITIONS + 1, dtype=torch.long)
     with pytest.raises(ValueError, match="longer than the model's 128 positions"):
