@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass
 
-MODES = ("quick", "reference", "full", "sasrec-full")
+MODES = ("quick", "reference", "full", "sasrec-full", "llm-pilot", "llm")
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,32 @@ SASREC_FULL = dataclasses.replace(
     device="cpu",
 )
 
-PRESETS = {"quick": QUICK, "reference": REFERENCE, "full": FULL, "sasrec-full": SASREC_FULL}
+# The comparison that decides, on a pretrained LLM (SmolLM2-135M, full fine-tuning, bf16 autocast
+# where the CPU has it): the plans that re-mask its own layers against `token`, users 1..300, each
+# user's last 12 transitions, batch 8, lr 1e-4. LLM_PILOT: 2 epochs, seeds 0-1, to measure the seed
+# and per-user noise that size the run. LLM: one fine-tuning budget (`--set max_epochs=E
+# decay_epochs=E min_epochs=E` for the others; scripts/llm_comparison.sh runs 1, 4 and 12).
+LLM_PILOT = dataclasses.replace(
+    QUICK,
+    mode="llm-pilot",
+    backbone="smollm2-135m",
+    n_users=300,
+    compare_plans=("popularity", "token", "hatllm", "iam-heads"),
+    item_inputs=("text",),
+    seeds=(0, 1),
+    batch_size=8,
+    lr=1e-4,
+    max_epochs=2,
+    decay_epochs=2,
+    min_epochs=2,
+    eval_every=1,
+)
+LLM = dataclasses.replace(
+    LLM_PILOT, mode="llm", seeds=(0, 1, 2), max_epochs=1, decay_epochs=1, min_epochs=1
+)
+
+PRESETS = {"quick": QUICK, "reference": REFERENCE, "full": FULL, "sasrec-full": SASREC_FULL,
+           "llm-pilot": LLM_PILOT, "llm": LLM}  # fmt: skip
 
 
 def get_config(mode: str | None = None, **overrides) -> Config:

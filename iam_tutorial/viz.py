@@ -361,3 +361,25 @@ def plot_premise(layers, title: str = "Where a pretrained LLM's attention goes (
               title_fontsize=8)  # fmt: skip
     fig.tight_layout()
     return fig
+
+
+def plot_forest(tests, title: str = ""):
+    """The decision figure: per pair (stats.pair_tests rows), the relative NDCG@10 change with its
+    bootstrap CI (thick) and paired t-interval (thin), coloured by verdict, and the zero line."""
+    colours = {"better": "C2", "worse": "C3", "not separated": "0.35"}
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(tests) + 1.2))
+    for y, row in enumerate(tests.itertuples()):
+        c = colours[row.verdict]
+        ax.plot([100 * row.t_low, 100 * row.t_high], [y, y], color=c, lw=1)
+        ax.plot([100 * row.ci_low, 100 * row.ci_high], [y, y], color=c, lw=4, alpha=0.6)
+        ax.plot(100 * row.change, y, "o", color=c)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(len(tests)), [f"{r.plan} vs {r.vs}" for r in tests.itertuples()])
+    ax.invert_yaxis()
+    ax.set(xlabel="relative change of test NDCG@10 (%)", title=title)
+    handles = [Line2D([], [], color=c, marker="o", label=v) for v, c in colours.items()]
+    handles += [Line2D([], [], color="0.35", lw=4, alpha=0.6, label="bootstrap 95% CI"),
+                Line2D([], [], color="0.35", lw=1, label="paired t 95% CI")]  # fmt: skip
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    return fig

@@ -136,9 +136,10 @@ def test_decision_table_agrees_with_verdicts(env):
         decided.loc["popularity", "best epoch"] == "—" and decided.loc["token", "vs token"] == "—"
     )
     row = verdicts(results).set_index(["plan", "vs"]).loc[("iam+id", "token+id")]
+    mde = f" (MDE {float(row.mde.rstrip('%')):.0f}%)" if row.verdict == "not separated" else ""
     assert (
         decided.loc["iam+id", "vs token"]
-        == f"{row.change} [{row.ci_low}, {row.ci_high}] {row.verdict}"
+        == f"{row.change} [{row.ci_low}, {row.ci_high}] {row.verdict}{mde}"
     )
     markdown = compare.to_markdown(decided).splitlines()
     assert markdown[0].startswith("| cell | layers | NDCG@10") and len(markdown) == 2 + len(decided)
@@ -158,3 +159,41 @@ def test_convergence_counts_and_late_gain():
     row = convergence([rising, flat]).loc["iam"]
     assert (row.seeds, row.best_epoch, row.epochs) == (2, "4/2", "4/5")
     assert (row.converged, row.plateau, row.gain_after_decay) == ("1/2", "1/2", "+50.0%")
+
+
+def test_shared_users_catch_what_seeds_alone_miss():
+    """A crafted case: the plan differs from the reference only through a per-user effect that
+    persists across seeds (mean slightly positive). Resampling seeds alone calls it "better";
+    the shared-user bootstrap sees the user spread and, with the t-test, says "not separated"."""
+    from iam_tutorial.lab.stats import bootstrap_change, paired_t, test_pair, verdict
+
+    rng = np.random.default_rng(1)
+    n_seed, n_user = 5, 300
+    ref = 0.05 + 0.01 * rng.random((n_seed, n_user))
+    user_effect = 0.02 + 0.25 * rng.standard_normal(n_user)  # the same users in every seed
+    plan = ref * (1 + user_effect) + 1e-4 * rng.standard_normal((n_seed, n_user))
+    seeds_only = bootstrap_change(plan, ref, users="fixed")
+    shared = bootstrap_change(plan, ref, users="shared")
+    assert verdict(*seeds_only[1:]) == "better"
+    assert verdict(*shared[1:]) == "not separated"
+    assert paired_t(plan, ref)[0] > 0  # seed means alone look separated too ...
+    decided = test_pair(plan, ref)
+    assert decided["verdict"] == "not separated"  # ... but a verdict needs both tests
+    assert decided["mde"] > abs(decided["change"])
+
+
+def test_paired_t_and_mde():
+    from iam_tutorial.lab.stats import T975, paired_t, test_pair
+
+    rng = np.random.default_rng(0)
+    ref = rng.random((4, 200))
+    shift = np.array([[0.08], [0.12], [0.10], [0.10]])
+    low, high, mde = paired_t(ref * (1 + shift), ref)
+    d = (ref * shift).mean(1)
+    half = T975[2] * d.std(ddof=1) / 2 / ref.mean()
+    assert low == pytest.approx(d.mean() / ref.mean() - half)
+    assert high == pytest.approx(d.mean() / ref.mean() + half)
+    assert 0 < mde < 0.1
+    assert np.isnan(paired_t(ref[:1], ref[:1])[0])  # one seed: no interval ...
+    assert test_pair(ref[:1] * 1.5, ref[:1])["verdict"] == "not separated"  # ... so no verdict
+    assert test_pair(ref * (1 + shift), ref)["verdict"] == "better"

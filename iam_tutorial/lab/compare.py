@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from iam_tutorial.cli import add_config_args, config_from_args, fail, guarded
 from iam_tutorial.config import PRESETS, Config, get_config
-from iam_tutorial.lab.stats import PAIRS, compare_cells, convergence, verdicts
+from iam_tutorial.lab.stats import PAIRS, compare_cells, convergence, pair_tests, verdicts
 from iam_tutorial.metrics import protocol
 from iam_tutorial.paths import REPO_ROOT, results_dir
 from iam_tutorial.pipeline import load_split
@@ -109,12 +109,15 @@ def write_cell(cfg: Config, results: dict, out_dir: Path) -> dict:
 
 
 def train_cell(cfg: Config, out_dir: Path, split=None, threads: int | None = None) -> dict:
-    """Train one cell and store it (a worker process's job: it pins its own thread count)."""
+    """Train one cell and store it (a worker process's job: it pins its own thread count). Its
+    state is checkpointed after every epoch (<out>/checkpoints/, never committed), so a cell cut
+    off by a restart resumes from its last epoch."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    return write_cell(cfg, run(cfg, progress=False, split=split), out_dir)
+    checkpoint = Path(out_dir) / "checkpoints" / f"{cell_name(cfg)}_seed{cfg.seed}.pt"
+    return write_cell(cfg, run(cfg, progress=False, split=split, checkpoint=checkpoint), out_dir)
 
 
 def cells(base: Config, plans, inputs, seeds) -> list[Config]:
@@ -252,7 +255,9 @@ def decision_table(results: list[dict], table: pd.DataFrame, n_layer: int | None
     """The results table that decides, one row per cell (plan x item input): test NDCG@10 and
     HR@10 mean ± std over seeds (seen items excluded); against each of `refs` on the same item
     input, and (`+id` cells) against the same plan on text only, the relative NDCG@10 change with
-    its 95% CI (two-level bootstrap) and verdict; seeds, best epoch per seed, converged cells."""
+    its 95% CI (bootstrap over seeds and shared users), the verdict of both tests (stats.test_pair)
+    and, where not separated, the minimum detectable effect; seeds, best epoch per seed,
+    converged cells."""
     summary = summarize(table, n_layer=n_layer)
     summary = summary.loc[sorted(summary.index, key=cell_order)]
     keep = ["layers"] if n_layer else []
@@ -263,7 +268,8 @@ def decision_table(results: list[dict], table: pd.DataFrame, n_layer: int | None
         c = compare_cells(results, cell, other) if text and other != cell else None
         if c is None:
             return "—"
-        return f"{c['change']:+.1%} [{c['ci_low']:+.1%}, {c['ci_high']:+.1%}] {c['verdict']}"
+        mde = f" (MDE {c['mde']:.0%})" if c["verdict"] == "not separated" else ""
+        return f"{c['change']:+.1%} [{c['ci_low']:+.1%}, {c['ci_high']:+.1%}] {c['verdict']}{mde}"
 
     for ref in refs:
         out[f"vs {ref}"] = [
@@ -308,10 +314,13 @@ def _users(cfg: Config) -> str:
 def report(base: Config, results: list[dict], table: pd.DataFrame) -> str:
     """The printed report: protocol, the table per cell, then every verdict with its CI."""
     lines = [protocol_line(base, table), "test NDCG@10 and HR@10 mean ± std over seeds; vs X: "
-             "relative NDCG@10 change [95% CI, two-level bootstrap over seeds, then users] verdict",
+             "relative NDCG@10 change [95% CI, bootstrap over seeds and shared users] verdict "
+             "(both that CI and the paired t-interval on seed means must exclude zero; MDE: the "
+             "smallest change detectable with 80% power)",
              decision_table(results, table, base.n_layer).to_string(), ""]  # fmt: skip
     lines.append(
-        "every pair, relative NDCG@10 change, 95% CI from a two-level bootstrap (seeds, then users):"
+        "every pair: relative NDCG@10 change, 95% CI of the bootstrap (ci_) and of the paired "
+        "t-test (t_), verdict, minimum detectable effect at 80% power:"
     )
     lines.append(verdicts(results, PAIRS).to_string(index=False))
     lines += ["", "convergence per cell (best epoch and epochs run per seed; gain_after_decay: best "
@@ -326,8 +335,6 @@ def report(base: Config, results: list[dict], table: pd.DataFrame) -> str:
 
 @guarded
 def main(argv=None):
-    from iam_tutorial.viz import plot_comparison, save_fig
-
     parser = argparse.ArgumentParser(
         prog="python -m iam_tutorial.lab.compare", description=__doc__.splitlines()[0]
     )
@@ -346,6 +353,8 @@ def main(argv=None):
         "--parallel", type=int, default=1, help="cells trained at once, in processes"
     )
     parser.add_argument("--redo", action="store_true", help="retrain cells already stored")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: report the cells stored in --out, whatever code made them")  # fmt: skip
     parser.add_argument(
         "--out", type=Path, default=None, help="results folder (default results/<mode>)"
     )
@@ -357,6 +366,16 @@ def main(argv=None):
     if args.parallel < 1:
         fail(f"--parallel must be >= 1, got {args.parallel}.")
     start = time.perf_counter()
+    if args.report_only:
+        results = load_cells(out_dir)
+        if not results:
+            fail(f"no cells stored in {out_dir / 'runs'}: train them first (drop --report-only).")
+        table = tidy(results)
+        text = report(base, results, table)
+        (out_dir / "report.txt").write_text(text + "\n")
+        print(text)
+        write_figures(base, results, table, out_dir)
+        return
     changed = {
         k: v for k, v in dataclasses.asdict(base).items() if v != getattr(PRESETS[base.mode], k)
     }
@@ -375,9 +394,20 @@ def main(argv=None):
             "\nthis run beside the committed reference (same config; test NDCG@10, seen items excluded):"
         )
         print(beside_reference(table, pd.read_csv(reference / "comparison.csv")).to_string())
-    fig = plot_comparison(table, protocol_line(base, table))
-    print("figure:", save_fig(fig, "comparison", folder=out_dir))
+    write_figures(base, results, table, out_dir)
     print(f"wall: {time.perf_counter() - start:.0f} s")
+
+
+def write_figures(base: Config, results: list[dict], table: pd.DataFrame, out_dir: Path) -> None:
+    """The comparison's figures: metrics per cell, and the forest plot of every tested pair."""
+    from iam_tutorial.viz import plot_comparison, plot_forest, save_fig
+
+    print("figure:", save_fig(plot_comparison(table, protocol_line(base, table)), "comparison",
+                              folder=out_dir))  # fmt: skip
+    tests = pair_tests(results)
+    if len(tests):
+        print("figure:", save_fig(plot_forest(tests, f"{base.mode}: each pair's change"),
+                                  "forest", folder=out_dir))  # fmt: skip
 
 
 def beside_reference(

@@ -1,9 +1,12 @@
-"""Is one plan better than another? A two-level bootstrap over seeds and users, and its verdict.
+"""Is one plan better than another? Two tests that must agree, and the effect each could detect.
 
-Seed-to-seed noise is larger than user-sampling noise here, so resampling users alone overstates
-certainty. Each bootstrap replicate draws seeds with replacement, then, within each drawn seed, users
-with replacement (the same users for both plans: the comparison is paired), and takes the relative
-change of mean NDCG@10. A verdict is "better" or "worse" only when the 95% CI excludes zero.
+The same users appear in every seed, so part of each plan-vs-plan difference is a property of the
+user that persists across seeds. Each bootstrap replicate therefore draws seeds with replacement
+and, once, users with replacement, the same users for every drawn seed and for both plans (the
+comparison is paired), and takes the relative change of mean NDCG@10. Beside it, the paired
+t-interval on the per-seed means. A verdict is "better" or "worse" only when both 95% intervals
+exclude zero; otherwise "not separated", with the minimum detectable effect (MDE) at 80% power of
+the wider test: the relative change this design would find four times in five.
 """
 
 # Axes: seed, user, replicate
@@ -23,27 +26,81 @@ def ndcg_at(ranks, k: int = 10) -> np.ndarray:
     return np.where(ranks < k, 1.0 / np.log2(ranks + 2), 0.0)
 
 
-def bootstrap_change(plan: np.ndarray, ref: np.ndarray, n_boot: int = 2000, seed: int = 0):
+def bootstrap_change(plan: np.ndarray, ref: np.ndarray, n_boot: int = 2000, seed: int = 0,
+                     users: str = "shared"):  # fmt: skip
     """Relative change mean(plan) / mean(ref) - 1 and its 95% percentile CI.
 
-    Shapes: plan, ref (seed user), per-user scores paired by seed and user. Returns
-    (change, low, high)."""
+    Shapes: plan, ref (seed user), per-user scores paired by seed and user. `users`: "shared"
+    (one draw of users per replicate, used in every drawn seed: the default), "nested" (users
+    drawn afresh within each seed) or "fixed" (seeds alone resampled, users kept: too narrow at a
+    few seeds, for comparison only). Returns (change, low, high)."""
     plan, ref = np.asarray(plan, float), np.asarray(ref, float)
     n_seed, n_user = plan.shape
     rng = np.random.default_rng(seed)
     changes = []
     for chunk in np.array_split(np.arange(n_boot), max(1, n_boot // 250)):  # bounded memory
         seeds = rng.integers(n_seed, size=(len(chunk), n_seed, 1))  # (replicate seed 1)
-        users = rng.integers(n_user, size=(len(chunk), n_seed, n_user))  # (replicate seed user)
-        p = plan[seeds, users].mean(axis=(1, 2))
-        r = ref[seeds, users].mean(axis=(1, 2))
+        if users == "shared":
+            drawn = rng.integers(n_user, size=(len(chunk), 1, n_user))  # (replicate 1 user)
+        elif users == "nested":
+            drawn = rng.integers(n_user, size=(len(chunk), n_seed, n_user))
+        elif users == "fixed":
+            drawn = np.arange(n_user)[None, None, :]
+        else:
+            raise ValueError(f"users={users!r}: choose shared, nested or fixed.")
+        p = plan[seeds, drawn].mean(axis=(1, 2))
+        r = ref[seeds, drawn].mean(axis=(1, 2))
         changes.append(p / r - 1)
     low, high = np.percentile(np.concatenate(changes), [2.5, 97.5])
     return plan.mean() / ref.mean() - 1, low, high
 
 
+# Student's t quantiles by degrees of freedom (1-30; larger df take the value at 30, which is
+# conservative): two-sided 95% (0.975) and one-sided 80% (0.80), for the interval and the power.
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042)  # fmt: skip
+T80 = (1.376, 1.061, 0.978, 0.941, 0.920, 0.906, 0.896, 0.889, 0.883, 0.879, 0.876, 0.873, 0.870,
+       0.868, 0.866, 0.865, 0.863, 0.862, 0.861, 0.860, 0.859, 0.858, 0.858, 0.857, 0.856, 0.856,
+       0.855, 0.855, 0.854, 0.854)  # fmt: skip
+Z975, Z80 = 1.960, 0.842
+
+
+def t_quantile(table: tuple, df: int) -> float:
+    return table[min(df, len(table)) - 1]
+
+
+def paired_t(plan: np.ndarray, ref: np.ndarray) -> tuple[float, float, float]:
+    """The paired t-interval on per-seed means, as a relative change of the reference mean:
+    (low, high, minimum detectable effect at 80% power). NaN with fewer than 2 seeds.
+    Shapes: plan, ref (seed user)."""
+    a, b = np.asarray(plan, float).mean(1), np.asarray(ref, float).mean(1)
+    n = len(a)
+    if n < 2:
+        return float("nan"), float("nan"), float("nan")
+    d, base = a - b, b.mean()
+    se = d.std(ddof=1) / np.sqrt(n) / base
+    t = t_quantile(T975, n - 1)
+    centre = d.mean() / base
+    return centre - t * se, centre + t * se, (t + t_quantile(T80, n - 1)) * se
+
+
+def test_pair(plan: np.ndarray, ref: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Both tests on one pair: change, the shared-user bootstrap CI, the paired t CI, the verdict
+    (both must exclude zero on the same side) and the MDE at 80% power of the wider test."""
+    change, low, high = bootstrap_change(plan, ref, n_boot, seed)
+    t_low, t_high, t_mde = paired_t(plan, ref)
+    boot_mde = (Z975 + Z80) * (high - low) / (2 * Z975)  # the bootstrap SE from its CI width
+    agree = verdict(low, high)
+    if agree != "not separated" and verdict(t_low, t_high) != agree:
+        agree = "not separated"  # NaN t (one seed) never agrees
+    return {"change": change, "ci_low": low, "ci_high": high, "t_low": t_low, "t_high": t_high,
+            "verdict": agree, "mde": float(np.nanmax([boot_mde, t_mde]))}  # fmt: skip
+
+
 def verdict(low: float, high: float) -> str:
-    """'better' if the whole CI is above zero, 'worse' if below, else 'not separated'."""
+    """'better' if the whole CI is above zero, 'worse' if below, else 'not separated' (NaN
+    bounds, an undefined interval, are never separated)."""
     return "better" if low > 0 else "worse" if high < 0 else "not separated"
 
 
@@ -57,19 +114,18 @@ def per_user(results: list[dict], cell: str, split="test", protocol="seen_exclud
 
 
 def compare_cells(results: list[dict], cell: str, reference: str, **kw) -> dict | None:
-    """The bootstrap comparison of two cells over the seeds both have (None if they share none)."""
+    """Both tests of two cells over the seeds both have (None if they share none)."""
     a, b = per_user(results, cell, **kw), per_user(results, reference, **kw)
     seeds = sorted(set(a) & set(b))
     if not seeds:
         return None
-    change, low, high = bootstrap_change([a[s] for s in seeds], [b[s] for s in seeds])
-    return {"plan": cell, "vs": reference, "seeds": len(seeds), "change": change, "ci_low": low,
-            "ci_high": high, "verdict": verdict(low, high)}  # fmt: skip
+    tested = test_pair([a[s] for s in seeds], [b[s] for s in seeds])
+    return {"plan": cell, "vs": reference, "seeds": len(seeds), **tested}
 
 
-def verdicts(results: list[dict], pairs=PAIRS, **kw) -> pd.DataFrame:
+def pair_tests(results: list[dict], pairs=PAIRS, **kw) -> pd.DataFrame:
     """Every (plan, reference) pair present, within each item input ('' text, '+id' text + ID),
-    plus each text plan with ID against itself without: relative change, 95% CI, verdict."""
+    plus each text plan with ID against itself without: `compare_cells`' numbers, one row each."""
     cells = {r.get("cell", r["plan"]) for r in results}
     rows = []
     for suffix in ("", "+id"):
@@ -78,11 +134,17 @@ def verdicts(results: list[dict], pairs=PAIRS, **kw) -> pd.DataFrame:
                 rows.append(compare_cells(results, plan + suffix, ref + suffix, **kw))
     for cell in sorted(c for c in cells if c.endswith("+id") and c.removesuffix("+id") in cells):
         rows.append(compare_cells(results, cell, cell.removesuffix("+id"), **kw))
-    table = pd.DataFrame(
-        rows, columns=["plan", "vs", "seeds", "change", "ci_low", "ci_high", "verdict"]
-    )
-    for col in ("change", "ci_low", "ci_high"):
+    columns = ["plan", "vs", "seeds", "change", "ci_low", "ci_high", "t_low", "t_high", "verdict",
+               "mde"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
+def verdicts(results: list[dict], pairs=PAIRS, **kw) -> pd.DataFrame:
+    """`pair_tests` as printed: changes and intervals in percent."""
+    table = pair_tests(results, pairs, **kw)
+    for col in ("change", "ci_low", "ci_high", "t_low", "t_high"):
         table[col] = table[col].map(lambda x: f"{x:+.1%}")
+    table["mde"] = table["mde"].map(lambda x: f"{x:.1%}")
     return table
 
 
