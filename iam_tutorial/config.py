@@ -155,6 +155,11 @@ def check_config(cfg: "Config") -> None:
         bad("item_inputs", "choose from text, text+id")
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.device):
         bad("device", "use auto, cpu, cuda, cuda:N or mps")
+    if cfg.n_embd % cfg.n_head:
+        bad("n_embd", f"must be divisible by n_head={cfg.n_head}")
+    split = cfg.hatllm_split
+    if split is not None and (min(split) < 0 or sum(split) != cfg.n_layer):
+        bad("hatllm_split", f"give 3 counts >= 0 that add up to n_layer={cfg.n_layer}")
 
 
 QUICK = Config()

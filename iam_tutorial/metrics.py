@@ -12,10 +12,16 @@ from collections.abc import Callable
 
 import torch
 
+from iam_tutorial.config import ConfigError
+
 KS = (5, 10, 20)
 PROTOCOL = "leave-one-out, full-catalog ranking"
 TIE_RULE = "pessimistic ties (an item scored equal to the target ranks ahead of it)"
 SEEN = {"seen_excluded": "seen items excluded", "seen_included": "seen items included"}
+
+
+class NonFiniteScores(ConfigError):
+    """A model scored some item NaN or infinite: ranking would be meaningless, so it refuses."""
 
 
 def protocol(split: str | None = None, seen: str = "seen_excluded", **facts) -> str:
@@ -77,6 +83,11 @@ def rank_targets(
     for start in range(0, len(targets), batch_size):
         rows = torch.arange(start, min(start + batch_size, len(targets)))
         scores = score_rows(rows).float().cpu().clone()  # ours to edit in place
+        if not torch.isfinite(scores).all():  # a NaN would rank the target first (HR = NDCG = 1)
+            raise NonFiniteScores(
+                f"{int((~torch.isfinite(scores)).any(1).sum())} of {len(rows)} users got NaN or "
+                "infinite scores: the model diverged; lower lr, keep grad_clip on, or turn bf16 off."
+            )
         t = targets_t[rows]
         excluded.append(target_ranks(mask_seen(scores, [seen[r] for r in rows], t), t))
         scores[:, 0] = -torch.inf

@@ -23,8 +23,11 @@ def results_dir() -> Path:
 
 
 def figures_dir() -> Path:
-    """Where `save_fig` writes: `$IAM_FIGURES_DIR` if set, else `<repo>/figures`."""
-    return Path(os.environ.get("IAM_FIGURES_DIR", FIGURES_DIR)).expanduser().resolve()
+    """Where `save_fig` writes: `$IAM_FIGURES_DIR` if set, else `<repo>/figures/yours` (git-ignored,
+    so running a notebook never rewrites the README's figures; `make notebooks` sets
+    IAM_FIGURES_DIR=figures, the one command that does)."""
+    default = FIGURES_DIR / "yours"
+    return Path(os.environ.get("IAM_FIGURES_DIR", default)).expanduser().resolve()
 
 
 def backbones_dir() -> Path:

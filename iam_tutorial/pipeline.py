@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from iam_tutorial.config import Config
+from iam_tutorial.config import Config, ConfigError
 from iam_tutorial.data.movielens import LeaveOneOut, leave_one_out, load_movies, load_sequences
 from iam_tutorial.device import bf16_decision, resolve_device
 from iam_tutorial.plans import get_plan
@@ -57,7 +57,7 @@ def fit_budget(window: list[int], lengths: list[int], budget: int) -> list[list[
     for j in range(1, len(window)):
         if used + lengths[window[j]] > budget:
             if j - start < 2:
-                raise ValueError(
+                raise ConfigError(
                     f"Two consecutive items ({used + lengths[window[j]]} tokens with BOS) exceed "
                     f"max_tokens={budget}; raise max_tokens."
                 )

@@ -172,7 +172,7 @@ def main(argv=None):
     from iam_tutorial.cli import fail, guarded
     from iam_tutorial.config import get_config
     from iam_tutorial.pipeline import prepare
-    from iam_tutorial.plans import COMPARE_LLM_PLANS, layer_plan
+    from iam_tutorial.plans import LLM_PLANS, layer_plan
     from iam_tutorial.pretrained import build_model
     from iam_tutorial.viz import plot_premise, save_fig
 
@@ -196,7 +196,7 @@ def main(argv=None):
         per_head = measure(model, batches)
         layers = by_layer(per_head)
         n = data.cfg.n_layer
-        plans = {p: layer_plan(p, n, data.cfg.hatllm_split) for p in COMPARE_LLM_PLANS}
+        plans = {p: layer_plan(p, n, data.cfg.hatllm_split) for p in LLM_PLANS}
         removed = ruled_out(per_head, plans)
         args.out.mkdir(parents=True, exist_ok=True)
         per_head.round(5).to_csv(args.out / "per_head.csv", index=False)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from iam_tutorial.config import ConfigError
+
 GLOBAL, PADDING = -1, -2  # item index of the BOS token and of PAD tokens
 IGNORE = -100  # target of positions that predict nothing (cross_entropy's ignore_index)
 PADDING_SIDE = "right"
@@ -104,7 +106,7 @@ class Serializer:
                 raise ValueError(f"Item {item} has no tokens (catalog index 0 is padding).")
             if n > budget:
                 if not kept:
-                    raise ValueError(
+                    raise ConfigError(
                         f"The most recent item ({n} tokens) does not fit max_tokens="
                         f"{self.max_tokens}; raise max_tokens."
                     )

@@ -197,3 +197,12 @@ def test_paired_t_and_mde():
     assert np.isnan(paired_t(ref[:1], ref[:1])[0])  # one seed: no interval ...
     assert test_pair(ref[:1] * 1.5, ref[:1])["verdict"] == "not separated"  # ... so no verdict
     assert test_pair(ref * (1 + shift), ref)["verdict"] == "better"
+
+
+def test_no_stored_cells_says_how_to_train(tmp_path):
+    with pytest.raises(compare.NoCells, match=r"No cells are stored in .*quick/runs.*--mode quick"):
+        compare.load_cells(tmp_path / "quick", required=True)
+    assert compare.load_cells(tmp_path / "quick") == []
+    with pytest.raises(SystemExit) as exit_:
+        compare.main(["--mode", "quick", "--report-only", "--out", str(tmp_path / "quick")])
+    assert exit_.value.code == 2

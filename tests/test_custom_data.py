@@ -100,6 +100,9 @@ def test_short_users_are_dropped_and_counted(tmp_path, capsys):
      ("user,item,timestamp\n1,2,3\n1,3\n", "empty cell on line 3"),
      ("user,item,timestamp\n1,2,yesterday\n", "'yesterday' on line 2 is neither a number"),
      ("user,item,timestamp\n", "has a header but no rows"),
+     ("user,item,timestamp\n1,2,3\n7,1,2,3\n", "line 3 has 4 fields but the header 3"),
+     ("user,item,timestamp\n1,2,3\n1,4,5\n1,2,3\n", r"1 row repeating an earlier \(user, item, "
+      r"timestamp\), first on line 4; remove them, or pass drop_duplicates=True"),
      ("", "not a readable UTF-8 CSV")],
 )  # fmt: skip
 def test_bad_logs_are_clear_errors(tmp_path, text, says):
@@ -132,3 +135,12 @@ def test_module_example_runs_as_written(log, monkeypatch, capsys):
     exec(compile(code, "custom.__doc__", "exec"), {})
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["rank", "movie_id", "title", "score"] and len(out) == 6
+
+
+def test_duplicate_rows_dropped_only_when_asked_and_counted(tmp_path, capsys):
+    path = tmp_path / "dup.csv"
+    path.write_text("user,item,timestamp\n1,2,3\n1,4,5\n1,2,3\n1,6,7\n")
+    seqs = load_csv_sequences(path, drop_duplicates=True)
+    assert seqs.by_user == {1: [2, 4, 6]}
+    assert "1 duplicate row dropped" in seqs.source and "3 interactions" in seqs.source
+    assert "1 row repeating" in capsys.readouterr().err

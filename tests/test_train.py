@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -222,3 +223,33 @@ def test_a_diverging_run_stops_with_one_line(synthetic_env):
             get_config("quick", plan="token", **{**TINY, "lr": 1e30, "grad_clip": 1e30}),
             progress=False,
         )
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [(["hatllm_split=[1,1,5]"], "hatllm_split=.*add up to n_layer=2"),
+     (["n_embd=30", "n_head=4"], "n_embd=30: must be divisible by n_head=4"),
+     (["max_tokens=8"], "does not fit max_tokens=8; raise max_tokens"),
+     (["lr=-1"], "lr=-1")],
+)  # fmt: skip
+def test_bad_flags_are_one_line_and_exit_2(synthetic_env, capsys, flags, says):
+    small = {k: v for k, v in TINY.items() if k not in ("n_embd", "n_head", "max_tokens")}
+    args = ["--plan", "hatllm", "--max-steps", "1", "--out", str(synthetic_env), "--set"]
+    args += [f"{k}={json.dumps(v)}" for k, v in small.items()] + flags
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "\n" not in err and err.startswith("error:")
+    assert re.search(says, err), err
+
+
+def test_nan_scores_are_refused_not_ranked_first():
+    from iam_tutorial.metrics import NonFiniteScores, rank_targets
+
+    def score_rows(rows):
+        scores = torch.rand(len(rows), 6)
+        scores[0] = float("nan")  # a diverged model: without the check the target ranks first
+        return scores
+
+    with pytest.raises(NonFiniteScores, match="1 of 2 users got NaN or infinite scores"):
+        rank_targets(score_rows, [[1], [2]], [3, 4])

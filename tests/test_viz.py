@@ -170,3 +170,12 @@ def test_plot_plan_head_split_and_windows():
     ax = plot_windows(windows, 7)
     assert len(ax.collections) == 4  # one bar per window
     assert [t.get_text() for t in ax.texts] == ["2", "3", "1", "6"]  # transitions per window
+
+
+def test_figures_default_to_an_untracked_folder(monkeypatch):
+    from iam_tutorial.paths import FIGURES_DIR, figures_dir
+
+    monkeypatch.delenv("IAM_FIGURES_DIR", raising=False)
+    assert figures_dir() == (FIGURES_DIR / "yours").resolve()
+    ignored = (FIGURES_DIR.parent / ".gitignore").read_text()
+    assert "/figures/yours/" in ignored.splitlines()

@@ -16,6 +16,7 @@ interactions cannot be split into train, validation and test, so they are droppe
     print(recommend(model, data, user_id=1, k=5))        # tests/test_custom_data.py runs this
 """
 
+import csv
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +31,7 @@ def read_log(path: str | Path, columns: dict[str, str]) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise DataError(f"Missing {path}: give a CSV with a header row (user,item,timestamp,...).")
+    extra_fields(path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
@@ -47,6 +49,23 @@ def read_log(path: str | Path, columns: dict[str, str]) -> pd.DataFrame:
     if empty.any():
         raise DataError(f"{path}: empty cell on line {_line(empty)}; every row needs every column.")
     return frame
+
+
+def extra_fields(path: Path) -> None:
+    """A row with more fields than the header is refused: pandas would read its first field as
+    the index and shift every column left (users read as items)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = csv.reader(f, skipinitialspace=True)
+            width = len(next(rows, []))
+            for line, row in enumerate(rows, start=2):
+                if len(row) > width:
+                    raise DataError(
+                        f"{path}: line {line} has {len(row)} fields but the header {width}; "
+                        "quote text that holds commas, or add the missing header name."
+                    )
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: not a readable UTF-8 CSV ({e}).") from None
 
 
 def _line(bad: pd.Series) -> int:
@@ -87,10 +106,12 @@ def load_csv_sequences(
     item: str = "item",
     timestamp: str = "timestamp",
     drop_short: bool = True,
+    drop_duplicates: bool = False,
 ) -> Sequences:
     """Each user's items in (timestamp, file row) order. Users with fewer than 3 interactions are
     dropped, counted in `source` and named in one line on stderr, or, with `drop_short=False`,
-    refused. No item filter is applied: the catalog is every item in the file."""
+    refused. A row that repeats an earlier (user, item, timestamp) is refused, or with
+    `drop_duplicates=True` dropped and counted. No item filter: the catalog is every item in the file."""
     path = Path(path)
     frame = read_log(path, {"user": user, "item": item, "timestamp": timestamp})
     log = pd.DataFrame(
@@ -100,10 +121,22 @@ def load_csv_sequences(
             "time": timestamps(path, frame),
         }
     )
+    repeated = log.duplicated()
+    if repeated.any():  # the same event twice could make a user's validation and test one event
+        what = f"{plural(int(repeated.sum()), 'row')} repeating an earlier (user, item, timestamp)"
+        if not drop_duplicates:
+            raise DataError(
+                f"{path}: {what}, first on line {_line(repeated)}; remove them, or pass "
+                "drop_duplicates=True to drop them (counted in the source)."
+            )
+        note(f"{path}: {what} dropped.")
+        log = log[~repeated]
     ordered = log.sort_values(["user", "time"], kind="stable")  # ties keep the file's order
     by_user = {int(u): g.tolist() for u, g in ordered.groupby("user", sort=True)["item"]}
     short = {u: len(s) for u, s in by_user.items() if len(s) < MIN_INTERACTIONS}
     source = f"custom CSV {path.name} ({len(by_user):,} users, {len(log):,} interactions"
+    if repeated.any():
+        source += f"; {plural(int(repeated.sum()), 'duplicate row')} dropped"
     if short:
         what = f"{plural(len(short), 'user')} with < {MIN_INTERACTIONS} interactions"
         if not drop_short:

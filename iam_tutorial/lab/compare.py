@@ -24,7 +24,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from iam_tutorial.cli import add_config_args, config_from_args, fail, guarded
-from iam_tutorial.config import PRESETS, Config, get_config
+from iam_tutorial.config import PRESETS, Config, ConfigError, get_config
 from iam_tutorial.lab.stats import PAIRS, compare_cells, convergence, pair_tests, verdicts
 from iam_tutorial.metrics import protocol
 from iam_tutorial.paths import REPO_ROOT, results_dir
@@ -222,9 +222,21 @@ def tidy(results: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def load_cells(out_dir: Path) -> list[dict]:
-    """Every stored cell of a comparison folder, whatever code produced it (for reading only)."""
-    return [json.loads(p.read_text()) for p in sorted((Path(out_dir) / "runs").glob("*.json"))]
+class NoCells(ConfigError):
+    """A comparison folder with no stored cells; the message says how to make them."""
+
+
+def load_cells(out_dir: Path, required: bool = False) -> list[dict]:
+    """Every stored cell of a comparison folder, whatever code produced it (for reading only);
+    with `required`, none is a one-line NoCells error that says how to train them."""
+    cells = [json.loads(p.read_text()) for p in sorted((Path(out_dir) / "runs").glob("*.json"))]
+    if required and not cells:
+        mode = Path(out_dir).name
+        raise NoCells(
+            f"No cells are stored in {Path(out_dir) / 'runs'}: train them first with "
+            f"`python -m iam_tutorial.lab.compare --mode {mode}` (or `make {mode}`)."
+        )
+    return cells
 
 
 def summarize(table: pd.DataFrame, split="test", protocol="seen_excluded", metrics=REPORTED,
@@ -367,9 +379,7 @@ def main(argv=None):
         fail(f"--parallel must be >= 1, got {args.parallel}.")
     start = time.perf_counter()
     if args.report_only:
-        results = load_cells(out_dir)
-        if not results:
-            fail(f"no cells stored in {out_dir / 'runs'}: train them first (drop --report-only).")
+        results = load_cells(out_dir, required=True)
         table = tidy(results)
         text = report(base, results, table)
         (out_dir / "report.txt").write_text(text + "\n")
