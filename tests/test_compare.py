@@ -206,3 +206,20 @@ def test_no_stored_cells_says_how_to_train(tmp_path):
     with pytest.raises(SystemExit) as exit_:
         compare.main(["--mode", "quick", "--report-only", "--out", str(tmp_path / "quick")])
     assert exit_.value.code == 2
+
+
+def test_printed_report_fits_100_columns_and_the_full_one_is_written(env, capsys):
+    compare.run_comparison("quick", ("popularity", "token", "iam"), (0,), env, progress=False,
+                           **TINY)  # fmt: skip
+    compare.main(["--mode", "quick", "--report-only", "--out", str(env)])
+    printed = capsys.readouterr().out
+    lines = [line for line in printed.splitlines() if str(env) not in line]  # paths vary
+    assert max(len(line) for line in lines) <= 100
+    assert "vs token" in printed and "full report" in printed
+    assert "convergence per cell" in (env / "report.txt").read_text()
+
+
+def test_short_verdicts():
+    assert compare.short("+5.5% [-24.6%, +44.9%] not separated (MDE 52%)") == "+5.5% [-25, +45] n.s."
+    assert compare.short("+87.7% [+34.0%, +175.8%] better") == "+87.7% [+34, +176] better"
+    assert compare.short("—") == "—"

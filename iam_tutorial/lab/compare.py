@@ -14,7 +14,9 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import sys
+import textwrap
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
@@ -381,9 +383,7 @@ def main(argv=None):
     if args.report_only:
         results = load_cells(out_dir, required=True)
         table = tidy(results)
-        text = report(base, results, table)
-        (out_dir / "report.txt").write_text(text + "\n")
-        print(text)
+        print(publish(base, results, table, out_dir))
         write_figures(base, results, table, out_dir)
         return
     changed = {
@@ -397,15 +397,45 @@ def main(argv=None):
     inputs = args.inputs or changed.get("item_inputs")
     table, results = run_comparison(base.mode, plans, seeds, out_dir, args.redo, inputs=inputs,
                                     parallel=args.parallel, with_results=True, **overrides)  # fmt: skip
-    print(report(base, results, table))
+    print(publish(base, results, table, out_dir))
     reference = results_dir() / "reference"
     if base.mode == "quick" and (reference / "comparison.csv").exists():
-        print(
-            "\nthis run beside the committed reference (same config; test NDCG@10, seen items excluded):"
-        )
+        differs = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "none"
+        print(f"\nthis run beside the committed reference (config fields changed here: {differs}; "
+              "test NDCG@10, seen items excluded):")  # fmt: skip
         print(beside_reference(table, pd.read_csv(reference / "comparison.csv")).to_string())
     write_figures(base, results, table, out_dir)
     print(f"wall: {time.perf_counter() - start:.0f} s")
+
+
+def publish(base: Config, results: list[dict], table: pd.DataFrame, out_dir: Path) -> str:
+    """Write the full report to <out>/report.txt; return what fits a terminal: the protocol and
+    one short row per cell (at most 100 columns), and where the full report is."""
+    text = report(base, results, table)
+    (out_dir / "report.txt").write_text(text + "\n")
+    decided = decision_table(results, table)
+    rows = [f"{'cell':<11}{'NDCG@10':<17}" + "".join(f"{c:<23}" for c in VERSUS)]
+    for cell, row in decided.iterrows():
+        rows.append(
+            f"{cell:<11}{row['NDCG@10']:<17}" + "".join(f"{short(row[c]):<23}" for c in VERSUS)
+        )
+    head = textwrap.wrap(protocol_line(base, table), 100)
+    where = f"full report (HR@10, t-intervals, MDEs, convergence): {out_dir / 'report.txt'}"
+    return "\n".join([*head, *(r.rstrip() for r in rows), "n.s.: not separated", where])
+
+
+VERSUS = ("vs token", "vs control", "vs text only")
+
+
+def short(entry: str) -> str:
+    """'+5.5% [-24.6%, +44.9%] not separated (MDE 52%)' -> '+5.5% [-25, +45] n.s.'."""
+    match = re.fullmatch(
+        r"([+-][\d.]+%) \[([+-][\d.]+)%, ([+-][\d.]+)%\] (\w[\w ]*?)( \(.*\))?", entry
+    )
+    if not match:
+        return entry
+    change, low, high, verdict = match.groups()[:4]
+    return f"{change} [{float(low):+.0f}, {float(high):+.0f}] {'n.s.' if verdict == 'not separated' else verdict}"
 
 
 def write_figures(base: Config, results: list[dict], table: pd.DataFrame, out_dir: Path) -> None:
