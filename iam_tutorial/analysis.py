@@ -125,6 +125,7 @@ def reachability(plan, item_index: torch.Tensor) -> torch.Tensor:
     reach = torch.eye(n, dtype=torch.bool, device=item_index.device).expand(batch, n, n)
     for block in plan:
         for kind in block:
-            allow = allow_mask(kind, item_index).float()
-            reach = reach | (allow @ reach.float() > 0)
+            allow = allow_mask(kind, item_index)
+            allow = allow.any(1) if allow.dim() == 4 else allow  # a head split: its groups' union
+            reach = reach | (allow.float() @ reach.float() > 0)
     return reach

@@ -220,6 +220,8 @@ def test_printed_report_fits_100_columns_and_the_full_one_is_written(env, capsys
 
 
 def test_short_verdicts():
-    assert compare.short("+5.5% [-24.6%, +44.9%] not separated (MDE 52%)") == "+5.5% [-25, +45] n.s."
+    assert (
+        compare.short("+5.5% [-24.6%, +44.9%] not separated (MDE 52%)") == "+5.5% [-25, +45] n.s."
+    )
     assert compare.short("+87.7% [+34.0%, +175.8%] better") == "+87.7% [+34, +176] better"
     assert compare.short("—") == "—"

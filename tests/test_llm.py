@@ -8,12 +8,12 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from iam_tutorial import premise
+from iam_tutorial.analysis import reachability
 from iam_tutorial.backbones import resolve
 from iam_tutorial.config import ConfigError, get_config
 from iam_tutorial.data.movielens import load_movies
 from iam_tutorial.hf_adapter import PLAN_ATTRIBUTE, make_item_aware
 from iam_tutorial.llm import ItemLLM, apply_lora, load_decoder, pretrained_lm
-from iam_tutorial.masks import allow_mask
 from iam_tutorial.pipeline import build_serializer, prepare
 from iam_tutorial.plans import LLM_PLANS, layer_plan
 from iam_tutorial.pretrained import backbone_config, backbone_tokenizer, quiet
@@ -30,18 +30,6 @@ def data(synthetic_root):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("IAM_DATA_DIR", str(synthetic_root))
         return prepare(cfg)
-
-
-def reach_of(kinds: list[str], item_index):
-    """(batch query key): whether the token at key can change the output at query after the
-    sublayers `kinds` (a head split lets a query see the union of its groups' keys)."""
-    n = item_index.shape[1]
-    reach = torch.eye(n, dtype=torch.bool).expand(len(item_index), n, n)
-    for kind in kinds:
-        allow = allow_mask(kind, item_index)
-        allow = allow.any(1) if allow.dim() == 4 else allow
-        reach = reach | (allow.float() @ reach.float() > 0)
-    return reach
 
 
 def llm(data, plan, **overrides) -> ItemLLM:
@@ -146,7 +134,7 @@ def test_no_leak_through_any_plan(data, plan, depth):
     index = [GLOBAL] + [0] * 3 + [1] * 2 + [2] * 4 + [PADDING] * 2
     item_index = torch.tensor([index])
     tokens = torch.randint(0, 49152, (1, len(index)), generator=torch.Generator().manual_seed(0))
-    reach = reach_of([k for block in model.plan for k in block], item_index)[0]
+    reach = reachability(model.plan, item_index)[0]
     with torch.no_grad():
         base = model(tokens, item_index)[0]
         for key in range(len(index)):

@@ -7,10 +7,10 @@ import pytest
 import torch
 from transformers import GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
+from iam_tutorial.analysis import reachability
 from iam_tutorial.config import ConfigError, get_config
 from iam_tutorial.data.movielens import load_movies
 from iam_tutorial.hf_adapter import add_item_tokens, hidden_states, load_item_aware, plan_kinds
-from iam_tutorial.masks import allow_mask
 from iam_tutorial.model import ItemGPT
 from iam_tutorial.pretrained import (
     BackboneError,
@@ -182,18 +182,6 @@ def llama_dir(tmp_path_factory):
     return folder
 
 
-def plan_reach(kinds, item_index):
-    """(batch query key): whether the token at key can change the output at query through the
-    layers (a head split lets a query see the union of its head groups' keys)."""
-    n = item_index.shape[1]
-    reach = torch.eye(n, dtype=torch.bool).expand(len(item_index), n, n)
-    for kind in kinds:
-        allow = allow_mask(kind, item_index)
-        allow = allow.any(1) if allow.dim() == 4 else allow
-        reach = reach | (allow.float() @ reach.float() > 0)
-    return reach
-
-
 @pytest.mark.parametrize("plan", REMASKING_PLANS)
 def test_llama_leakage(llama_dir, plan):
     """Changing a token changes exactly the outputs that the plan lets it reach: nothing a
@@ -203,7 +191,7 @@ def test_llama_leakage(llama_dir, plan):
     index = [GLOBAL] + [0] * 3 + [1] * 2 + [2] * 4 + [3] * 3 + [PADDING] * 2
     item_index = torch.tensor([index])
     tokens = torch.randint(0, 64, (1, len(index)), generator=torch.Generator().manual_seed(0))
-    reach = plan_reach(hf.config.item_aware_kinds, item_index)[0]
+    reach = reachability([(k,) for k in hf.config.item_aware_kinds], item_index)[0]
     assert not reach.all() or plan == "token"
     with torch.no_grad():
         base = hidden_states(hf, tokens, item_index)[0]

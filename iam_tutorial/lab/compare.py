@@ -32,6 +32,7 @@ from iam_tutorial.metrics import protocol
 from iam_tutorial.paths import REPO_ROOT, results_dir
 from iam_tutorial.pipeline import load_split
 from iam_tutorial.plans import COMPARE_PLANS, PLANS, describe, layer_plan
+from iam_tutorial.repro import git_commit
 from iam_tutorial.train import run
 
 REPORTED = ("HR@10", "NDCG@10")
@@ -58,22 +59,6 @@ def code_hash() -> str:
         if relative.parts[0] != "lab":
             h.update(relative.as_posix().encode() + path.read_bytes())
     return h.hexdigest()[:12]
-
-
-def git_commit() -> str:
-    """The repo's commit, with '+changes' when the package differs from it ('' outside git)."""
-    import subprocess
-
-    def git(*args):
-        try:
-            return subprocess.run(
-                ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True
-            ).stdout.strip()
-        except OSError:  # no git on this machine (a bare GPU image)
-            return ""
-
-    commit = git("rev-parse", "--short", "HEAD")
-    return commit + ("+changes" if commit and git("status", "--porcelain", "iam_tutorial") else "")
 
 
 def fingerprint(cfg: Config) -> str:
