@@ -207,7 +207,8 @@ def main(argv=None):
 
         facts = {"users": args.users, "queries": "item tokens of the 2nd item on, validation inputs",
                  "max_tokens": data.cfg.max_tokens, "max_items": data.cfg.max_items,
-                 **run_facts(data.cfg)}  # fmt: skip
+                 **run_facts(data.cfg),
+                 "precision": {"bf16": False, "why": "measured in float32 (no autocast)"}}  # fmt: skip
         (args.out / "facts.json").write_text(json.dumps(facts, indent=1, sort_keys=True))
         print(layers.round(3).to_string(index=False))
         print(removed[["plan", "ruled_out"]].round(3).to_string(index=False))

@@ -349,7 +349,7 @@ def plot_windows(windows_by_epoch: dict, n_items: int, ax=None, title=None):
 def plot_premise(layers, title: str = "Where a pretrained LLM's attention goes (plan token)"):
     """Per layer: attention share on the own item (self excluded), other items and the first
     token, solid, against the even spread over the visible keys, dashed (premise.by_layer)."""
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig, ax = plt.subplots(figsize=(8, 4.2))
     colours = {"own_item_x": "C0", "other_items_x": "C1", "first_x": "C2"}
     names = {"own_item_x": "own item (self excluded)", "other_items_x": "other items",
              "first_x": "first token (BOS)"}  # fmt: skip
@@ -357,8 +357,8 @@ def plot_premise(layers, title: str = "Where a pretrained LLM's attention goes (
         ax.plot(layers.layer, layers[column], marker="o", ms=3, color=colour, label=names[column])
         ax.axhline(layers["even_" + column].iloc[0], color=colour, ls="--", lw=1)
     ax.set(xlabel="layer", ylabel="share of attention", ylim=(0, 1), title=title)
-    ax.legend(loc="upper center", ncols=3, fontsize=8, title="solid: measured · dashed: even spread",
-              title_fontsize=8)  # fmt: skip
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=3, fontsize=8,
+              title="solid: measured · dashed: even spread over the visible keys", title_fontsize=8)  # fmt: skip
     fig.tight_layout()
     return fig
 
