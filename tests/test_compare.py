@@ -225,3 +225,24 @@ def test_short_verdicts():
     )
     assert compare.short("+87.7% [+34.0%, +175.8%] better") == "+87.7% [+34, +176] better"
     assert compare.short("—") == "—"
+
+
+def test_variance_components_recover_a_simulated_design():
+    from iam_tutorial.lab.stats import design_mde, variance_components
+
+    rng = np.random.default_rng(0)
+    n_seed, n_user = 6, 4000
+    user = rng.normal(0, 0.05, n_user)  # persists across seeds
+    seed = rng.normal(0, 0.004, (n_seed, 1))
+    ref = np.full((n_seed, n_user), 0.1)
+    plan = ref + 0.01 + user + seed + rng.normal(0, 0.1, (n_seed, n_user))
+    c = variance_components(plan, ref)
+    assert c["user"] == pytest.approx(0.05**2, rel=0.15)
+    assert c["residual"] == pytest.approx(0.1**2, rel=0.05)
+    assert c["base"] == pytest.approx(0.1)
+    # More users and seeds detect smaller effects; the persistent user part caps what seeds buy.
+    assert design_mde(c, 10, 4000) < design_mde(c, 3, 4000) < design_mde(c, 3, 300)
+    cap = (1.960 + 0.842) * np.sqrt(c["user"] / 4000) / c["base"]
+    assert design_mde(c, 10_000, 4000) == pytest.approx(cap, rel=0.05)
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        variance_components(plan[:1], ref[:1])

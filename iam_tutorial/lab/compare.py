@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from iam_tutorial.cli import add_config_args, config_from_args, fail, guarded
 from iam_tutorial.config import PRESETS, Config, ConfigError, get_config
-from iam_tutorial.lab.stats import PAIRS, compare_cells, convergence, pair_tests, verdicts
+from iam_tutorial.lab.stats import PAIRS, compare_cells, convergence, pair_tests, sizing, verdicts
 from iam_tutorial.metrics import protocol
 from iam_tutorial.paths import REPO_ROOT, results_dir
 from iam_tutorial.pipeline import load_split
@@ -322,6 +322,11 @@ def report(base: Config, results: list[dict], table: pd.DataFrame) -> str:
         "t-test (t_), verdict, minimum detectable effect at 80% power:"
     )
     lines.append(verdicts(results, PAIRS).to_string(index=False))
+    sized = sizing(results)
+    if len(sized):
+        lines += ["", "sizing: variance components of each pair's per-user difference (seed, the part "
+                  "of a user's that persists across seeds, residual) and the minimum detectable "
+                  "relative change (80% power) of other designs:", sized.round(3).to_string(index=False)]  # fmt: skip
     lines += ["", "convergence per cell (best epoch and epochs run per seed; gain_after_decay: best "
               "validation NDCG@10 after the decay against best up to it):",
               convergence(results).to_string()]  # fmt: skip

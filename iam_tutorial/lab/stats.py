@@ -188,3 +188,59 @@ def by_history_length(results: list[dict], lengths, cells, groups: int = 4, spli
     table = pd.DataFrame(out, index=pd.Index(names, name="history length"))
     table.insert(0, "users", codes.value_counts().sort_index().to_numpy())
     return table
+
+
+def variance_components(plan: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """How the per-user paired difference d = plan - ref varies, from a pilot of >= 2 seeds over
+    the same users. Shapes: plan, ref (seed user). Returns
+    - `seed`: variance of a seed's mean difference that is the seed's own (init, data order);
+    - `user`: variance of the part of a user's difference that persists across seeds (the
+      covariance of d between two seeds, averaged over seed pairs);
+    - `residual`: what is left per (seed, user);
+    and `base`, the reference mean, so a standard error becomes a relative change."""
+    d = np.asarray(plan, float) - np.asarray(ref, float)
+    n_seed, n_user = d.shape
+    if n_seed < 2:
+        raise ValueError("Variance components need at least 2 seeds over the same users.")
+    centred = d - d.mean(1, keepdims=True)
+    cov = centred @ centred.T / (n_user - 1)  # (seed seed)
+    user = max(0.0, float(cov[~np.eye(n_seed, dtype=bool)].mean()))
+    residual = max(0.0, float(np.diag(cov).mean()) - user)
+    seed = max(0.0, float(d.mean(1).var(ddof=1)) - residual / n_user)
+    return {"seed": seed, "user": user, "residual": residual, "base": float(np.mean(ref))}
+
+
+def design_mde(components: dict, seeds: int, users: int) -> float:
+    """The minimum detectable relative change (80% power, two-sided 5%) of a design with `seeds`
+    seeds over the same `users` users: (z + z_power) x SE / base, with
+    SE^2 = seed / seeds + user / users + residual / (seeds x users)."""
+    c = components
+    se = np.sqrt(c["seed"] / seeds + c["user"] / users + c["residual"] / (seeds * users))
+    return float((Z975 + Z80) * se / c["base"])
+
+
+def sizing(results: list[dict], pairs=PAIRS, target: float = 0.10, all_users: int = 6040,
+           **kw) -> pd.DataFrame:  # fmt: skip
+    """Per pair with >= 2 shared seeds: its variance components and the MDE of this design, of 3
+    seeds on as many users, and of 3 and 10 seeds on `all_users` users; `seeds for target`: the
+    fewest seeds that detect a `target` relative change on all users (None: the persistent
+    user part alone keeps the MDE above it, `user cap`)."""
+    rows = []
+    for row in pair_tests(results, pairs, **kw).itertuples():
+        a, b = per_user(results, row.plan, **kw), per_user(results, row.vs, **kw)
+        seeds = sorted(set(a) & set(b))
+        if len(seeds) < 2:
+            continue
+        c = variance_components([a[s] for s in seeds], [b[s] for s in seeds])
+        users = len(a[seeds[0]])
+        need = next((s for s in range(2, 201) if design_mde(c, s, all_users) <= target), None)
+        cap = (Z975 + Z80) * np.sqrt(c["user"] / all_users) / c["base"]
+        rows.append({"plan": row.plan, "vs": row.vs, "seeds": len(seeds), "users": users,
+                     "sd seed": np.sqrt(c["seed"]), "sd user": np.sqrt(c["user"]),
+                     "sd residual": np.sqrt(c["residual"]),
+                     "MDE now": design_mde(c, len(seeds), users),
+                     "MDE 3 seeds": design_mde(c, 3, users),
+                     f"MDE 3 seeds, {all_users} users": design_mde(c, 3, all_users),
+                     f"MDE 10 seeds, {all_users} users": design_mde(c, 10, all_users),
+                     "user cap": cap, f"seeds for {target:.0%}": need})  # fmt: skip
+    return pd.DataFrame(rows)
