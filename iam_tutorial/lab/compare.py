@@ -5,8 +5,8 @@
 Each cell (plan, item input, seed) is written to <out>/runs/ as soon as it finishes and is reused
 on a re-run only while both its config and the package's code are unchanged (`--redo` retrains), so
 an interrupted run loses nothing. The verdicts come from `stats.py`: a 95% CI of the relative
-NDCG@10 change from a two-level bootstrap (seeds, then users), "better"/"worse" only when it
-excludes zero.
+NDCG@10 change from a bootstrap over seeds and shared users and the paired t-interval on seed
+means, "better"/"worse" only when both exclude zero.
 """
 
 import argparse
@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 import textwrap
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -164,13 +163,8 @@ def run_comparison(mode=None, plans=None, seeds=None, out_dir=None, redo=False,
                 done[id(cfg)] = result
                 bar.set_postfix_str(f"{cell_name(cfg)} seed {cfg.seed}")
                 bar.update()
-        except KeyboardInterrupt:
-            print(
-                f"\ninterrupted: finished cells are in {out_dir / 'runs'}; re-run to resume",
-                file=sys.stderr,
-            )
-            raise
-        bar.close()
+        finally:  # the bar is closed before any message (Ctrl-C is reported once, by cli.guarded)
+            bar.close()
     results = [done[id(c)] for c in todo]
     table = tidy(results)
     out_dir.mkdir(parents=True, exist_ok=True)
