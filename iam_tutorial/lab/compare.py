@@ -225,8 +225,8 @@ def summarize(table: pd.DataFrame, split="test", protocol="seen_excluded", metri
     """Per cell: mean ± std over seeds of each metric, seeds, epochs-to-best, convergence, params."""
     rows = table[(table.split == split) & (table.protocol == protocol) & table.metric.isin(metrics)]
     stats = rows.groupby(["cell", "metric"], sort=False)["value"].agg(["mean", "std", "count"])
-    cells_ = stats.apply(
-        lambda r: f"{r['mean']:.4f} ± {0 if pd.isna(r['std']) else r['std']:.4f}", axis=1
+    cells_ = stats.apply(  # one seed has no std: the mean alone, never a "± 0.0000"
+        lambda r: f"{r['mean']:.4f}" + ("" if pd.isna(r["std"]) else f" ± {r['std']:.4f}"), axis=1
     )
     out = cells_.unstack("metric")[list(metrics)]
     one = rows[rows.metric == metrics[0]].groupby("cell", sort=False)
