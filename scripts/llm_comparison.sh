@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The comparison that decides, on SmolLM2-135M (issue "The comparison that decides"): token, hatllm
 # and iam-heads (and popularity) at three fine-tuning budgets, each its own schedule (cosine decay
-# over the budget), seeds 0-2, users 1..300 (the llm preset). Every cell is written to
+# over the budget), seeds 0-2, all 6,040 users (the llm preset: the pilot's sizing). Every cell is written to
 # results/llm/epochs-E/runs/ as it finishes and every epoch is checkpointed, so the run spans
 # sessions: re-run this script and it resumes. Commit finished cells (never the checkpoints).
 #
