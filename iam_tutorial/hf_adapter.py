@@ -11,10 +11,10 @@ uses. Only plans that re-mask existing layers fit: token, hatllm, iam-alt, iam-h
 
 import torch
 import torch.nn.functional as F
-from einops import einsum, rearrange, repeat
+from einops import rearrange, repeat
 from transformers import AttentionInterface, AutoModelForCausalLM
 
-from iam_tutorial.attention import per_head
+from iam_tutorial.attention import attend, per_head
 from iam_tutorial.backbones import grow_rows, quiet
 from iam_tutorial.masks import allow_mask
 from iam_tutorial.plans import get_plan, layer_plan
@@ -58,17 +58,13 @@ def item_aware_attention(module, query, key, value, attention_mask, scaling=None
         )
     allow = per_head(allow_mask(layer_kind(module), item_index.to(query.device)), query.shape[1])
     recorder = getattr(module, RECORDER, None)
-    if recorder is not None:  # spelled out, so the weights can be measured (premise.py)
+    if recorder is not None:  # the einops reference, so the weights can be measured (premise.py)
         key, value = (repeat(t, "batch group key dim -> batch (group rep) key dim",
                              rep=query.shape[1] // t.shape[1]) for t in (key, value))  # fmt: skip
-        scores = einsum(
-            query, key, "batch head query dim, batch head key dim -> batch head query key"
-        )
-        weights = (scores * (scaling or query.shape[-1] ** -0.5)).masked_fill(~allow, -torch.inf)
-        weights = weights.float().softmax(-1)
+        if scaling is not None:  # attend scales by dim ** -0.5: fold any other scale into q
+            query = query * (scaling * query.shape[-1] ** 0.5)
+        out, weights = attend(query, key, value, allow, return_attn=True)
         recorder(module, weights, item_index)
-        out = einsum(weights.to(value.dtype), value,
-                     "batch head query key, batch head key dim -> batch head query dim")  # fmt: skip
         return rearrange(out, "batch head query dim -> batch query head dim").contiguous(), None
     out = F.scaled_dot_product_attention(
         query, key, value, attn_mask=allow, dropout_p=dropout, scale=scaling,

@@ -21,14 +21,13 @@ import functools
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from iam_tutorial.backbones import from_hub, quiet, resolve
 from iam_tutorial.config import Config, ConfigError
 from iam_tutorial.hf_adapter import ATTENTION_NAME, KIND_ATTRIBUTE, add_item_tokens
+from iam_tutorial.model import ItemGPT
 from iam_tutorial.plans import layer_plan
-from iam_tutorial.serialize import IGNORE, Batch
 
 # The decoder families whose layers `StackedLayer` reproduces (pre-norm attention, then MLP).
 DECODERS = ("llama", "qwen2", "mistral")
@@ -146,19 +145,14 @@ class ItemLLM(nn.Module):
         out = self.decoder(inputs_embeds=x, item_index=item_index, use_cache=False)
         return out.last_hidden_state
 
-    def loss(self, batch: Batch):
-        """Full-softmax cross-entropy over the catalog at every SEP that has a next item."""
-        hidden = self(batch.tokens, batch.item_index, items=batch.items)
-        where = batch.targets != IGNORE
-        logits = hidden[where] @ self.item_emb.weight.T
-        return F.cross_entropy(logits.float(), batch.targets[where])
+    def item_table(self):
+        """(item embd): the vector each catalog item is scored with; row 0 is padding."""
+        return self.item_emb.weight
 
-    def score(self, batch: Batch):
-        """Catalog scores (batch item) at each history's last SEP, the product in fp32."""
-        hidden = self(batch.tokens, batch.item_index, items=batch.items)
-        last = hidden[torch.arange(len(hidden), device=hidden.device), batch.readout]
-        with torch.autocast(hidden.device.type, enabled=False):
-            return last.float() @ self.item_emb.weight.float().T
+    # The very loss and scores of the from-scratch model: full-softmax cross-entropy over the
+    # catalog at every SEP, and fp32 catalog scores at each history's last SEP.
+    loss = ItemGPT.loss
+    score = ItemGPT.score
 
 
 def load_decoder(name: str, vocab_size: int):
