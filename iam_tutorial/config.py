@@ -47,7 +47,9 @@ class Config:
     # An epoch trains every training transition once (pipeline.epoch_windows).
     train_horizon: int | None = 12  # train on each user's most recent N transitions; None = all
     max_epochs: int = 18  # upper bound of the shared schedule; early stopping may end sooner
-    decay_epochs: int | None = 12  # cosine decay to 0.1x over these epochs, then flat; None = all
+    # Cosine decay to 0.1x over these epochs, then flat; None = all; 0 = constant after a warmup of
+    # warmup_frac of one epoch (then a run of E epochs is exactly the start of a longer one).
+    decay_epochs: int | None = 12
     patience: int = 3  # epochs without a better validation NDCG@10 before stopping
     # No stop before the learning rate has decayed: text models first drift towards popularity,
     # then learn items, so an early flat stretch is not a plateau (seen with a floor at epoch 8:
@@ -66,6 +68,9 @@ class Config:
     compare_plans: tuple[str, ...] = ("popularity", "sasrec", "token", "iam")
     item_inputs: tuple[str, ...] = ("text", "text+id")
     seeds: tuple[int, ...] = (0,)
+    # Fine-tuning budgets (epochs) of a comparison: each (plan, seed) trains once, to the largest,
+    # and the shorter ones are its snapshots (train.py); () = one budget, max_epochs.
+    budgets: tuple[int, ...] = ()
     device: str = "auto"  # "auto" picks CUDA when present
     bf16: bool | None = None  # bf16 autocast; None: device.py decides (recorded in each result)
     compile: bool = False  # torch.compile the model (GPU)
@@ -123,7 +128,11 @@ def check_config(cfg: "Config") -> None:
     for name in POSITIVE:
         if getattr(cfg, name) < 1:
             bad(name, "must be >= 1")
-    for name in ("n_users", "max_steps", "train_horizon", "decay_epochs"):
+    if cfg.decay_epochs is not None and cfg.decay_epochs < 0:
+        bad("decay_epochs", "must be >= 1, 0 for a constant rate, or None to decay over all epochs")
+    if any(b < 1 for b in cfg.budgets):
+        bad("budgets", "every budget is a number of epochs >= 1")
+    for name in ("n_users", "max_steps", "train_horizon"):
         if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             bad(
                 name,
@@ -243,11 +252,13 @@ LLM_PILOT = dataclasses.replace(
     min_epochs=2,
     eval_every=1,
 )
-# The pilot's sizing (README): with 3 seeds the MDE is 34% at 300 users and 7.5% at all 6,040, so
-# the run that decides takes every user (about an hour a cell-epoch on 2 CPU cores).
+# LLM: the pilot's users at three fine-tuning budgets, 1, 2 and 4 epochs at a constant rate, so
+# one 4-epoch run per (plan, seed) gives all three (train.snapshot), seeds 0-2: what 2 CPU cores
+# do in a session (about 20 min a run). The pilot's sizing (README) says what deciding a 10%
+# change would take: every one of the 6,040 users (about an hour a cell-epoch on 2 CPU cores).
 LLM = dataclasses.replace(
-    LLM_PILOT, mode="llm", n_users=None, seeds=(0, 1, 2), max_epochs=1, decay_epochs=1,
-    min_epochs=1, eval_batch_size=64,
+    LLM_PILOT, mode="llm", seeds=(0, 1, 2), budgets=(1, 2, 4), max_epochs=4, decay_epochs=0,
+    min_epochs=4,
 )  # fmt: skip
 
 PRESETS = {"quick": QUICK, "reference": REFERENCE, "full": FULL, "sasrec-full": SASREC_FULL,

@@ -72,16 +72,20 @@ def rank_targets(
     seen: list[list[int]],
     targets: list[int],
     batch_size: int = 256,
+    order: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """0-based rank of every user's target among all items, a batch of users at a time (one
     batch x catalog of scores in memory). `score_rows(rows)` returns scores (len(rows) item).
 
+    `order`: the users in the order they are scored (by input length, each batch is cut to its
+    longest input, not the longest of all); ranks come back in user order.
     Returns {"seen_excluded": ranks, "seen_included": ranks}; padding item 0 never ranks.
     """
     targets_t = torch.tensor(targets)
+    order = torch.arange(len(targets)) if order is None else torch.as_tensor(order)
     excluded, included = [], []
-    for start in range(0, len(targets), batch_size):
-        rows = torch.arange(start, min(start + batch_size, len(targets)))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
         scores = score_rows(rows).float().cpu().clone()  # ours to edit in place
         if not torch.isfinite(scores).all():  # a NaN would rank the target first (HR = NDCG = 1)
             raise NonFiniteScores(
@@ -92,7 +96,12 @@ def rank_targets(
         excluded.append(target_ranks(mask_seen(scores, [seen[r] for r in rows], t), t))
         scores[:, 0] = -torch.inf
         included.append(target_ranks(scores, t))
-    return {"seen_excluded": torch.cat(excluded), "seen_included": torch.cat(included)}
+    by_user = torch.empty_like(order)
+    by_user[order] = torch.arange(len(order))  # position of each user in `order`
+    return {
+        "seen_excluded": torch.cat(excluded)[by_user],
+        "seen_included": torch.cat(included)[by_user],
+    }
 
 
 def metrics_and_ranks(ranks: dict[str, dict[str, torch.Tensor]]) -> dict:

@@ -383,3 +383,31 @@ def plot_forest(tests, title: str = ""):
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig
+
+
+def plot_budgets(tests, title: str = ""):
+    """How each plan's effect moves with fine-tuning (compare.budget_table rows): its relative
+    NDCG@10 change vs token per budget, with the bootstrap CI (thick) and paired t-interval (thin),
+    filled where a verdict was reached, and the zero line."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    cells = list(dict.fromkeys(tests.cell))
+    for i, cell in enumerate(cells):
+        rows = tests[tests.cell == cell]
+        x = [list(sorted(set(tests.epochs))).index(e) + 0.08 * (i - (len(cells) - 1) / 2)
+             for e in rows.epochs]  # fmt: skip
+        c = f"C{i}"
+        ax.vlines(x, 100 * rows.t_low, 100 * rows.t_high, color=c, lw=1)
+        ax.vlines(x, 100 * rows.ci_low, 100 * rows.ci_high, color=c, lw=4, alpha=0.5)
+        ax.plot(x, 100 * rows.change, "-", color=c, lw=1, alpha=0.6)
+        for xi, (_, r) in zip(x, rows.iterrows(), strict=True):
+            decided = r.verdict != "not separated"
+            ax.plot(xi, 100 * r.change, "o", color=c, mfc=c if decided else "white")
+        ax.plot([], [], "o-", color=c, label=f"{cell} vs token")
+    budgets = sorted(set(tests.epochs))
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(range(len(budgets)), [str(b) for b in budgets])
+    ax.set(xlabel="fine-tuning budget (epochs)", ylabel="relative change of test NDCG@10 (%)",
+           title=title)  # fmt: skip
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig

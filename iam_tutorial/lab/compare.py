@@ -32,7 +32,7 @@ from iam_tutorial.paths import REPO_ROOT, results_dir
 from iam_tutorial.pipeline import load_split
 from iam_tutorial.plans import COMPARE_PLANS, PLANS, describe, layer_plan
 from iam_tutorial.repro import git_commit
-from iam_tutorial.train import run
+from iam_tutorial.train import budget_config, run
 
 REPORTED = ("HR@10", "NDCG@10")
 CODE_DIR = REPO_ROOT / "iam_tutorial"
@@ -60,9 +60,15 @@ def code_hash() -> str:
     return h.hexdigest()[:12]
 
 
+# The grid of a comparison, not of a cell: adding a seed, plan or budget keeps the stored cells.
+GRID = ("seeds", "compare_plans", "item_inputs", "budgets")
+
+
 def fingerprint(cfg: Config) -> str:
-    """A short hash of the whole config and the code: a stored cell is reused only if it matches."""
-    text = json.dumps({"config": dataclasses.asdict(cfg), "code": code_hash()}, sort_keys=True)
+    """A short hash of the cell's config (less the grid) and the code: a stored cell is reused
+    only if it matches."""
+    config = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in GRID}
+    text = json.dumps({"config": config, "code": code_hash()}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
@@ -94,16 +100,50 @@ def write_cell(cfg: Config, results: dict, out_dir: Path) -> dict:
     return json.loads(text)
 
 
-def train_cell(cfg: Config, out_dir: Path, split=None, threads: int | None = None) -> dict:
+def train_cell(cfg: Config, out_dir: Path, split=None, threads: int | None = None,
+               snapshot_dirs: dict[int, Path] | None = None) -> dict:  # fmt: skip
     """Train one cell and store it (a worker process's job: it pins its own thread count). Its
     state is checkpointed after every epoch (<out>/checkpoints/, never committed), so a cell cut
-    off by a restart resumes from its last epoch."""
+    off by a restart resumes from its last epoch. `snapshot_dirs` {epochs: folder}: the shorter
+    budgets this run also gives (train.snapshot), each stored there as soon as it is reached."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     checkpoint = Path(out_dir) / "checkpoints" / f"{cell_name(cfg)}_seed{cfg.seed}.pt"
-    return write_cell(cfg, run(cfg, progress=False, split=split, checkpoint=checkpoint), out_dir)
+    dirs, written = snapshot_dirs or {}, set()
+
+    def store(results: dict) -> None:
+        epochs = results["config"]["max_epochs"]
+        write_cell(budget_config(cfg, epochs), results, dirs[epochs])
+        written.add(epochs)
+
+    results = run(cfg, progress=False, split=split, checkpoint=checkpoint, snapshots=tuple(dirs),
+                  on_snapshot=store)  # fmt: skip
+    for epochs in sorted(set(dirs) - written):  # a baseline trains no epochs to snapshot
+        short = budget_config(cfg, epochs)
+        write_cell(short, run(short, progress=False, split=split), dirs[epochs])
+    return write_cell(cfg, results, out_dir)
+
+
+def budget_dir(out_dir: Path, epochs: int) -> Path:
+    return Path(out_dir) / f"epochs-{epochs}"
+
+
+def budget_jobs(todo: list[Config], out_dir: Path, budgets, redo=False):
+    """The training a budgeted comparison still needs: per cell, one run to its largest budget
+    not stored, which gives the smaller missing ones as snapshots. Returns ({budget: {id(cell):
+    stored results or None}}, [(run config, its folder, {snapshot epochs: folder})])."""
+    stored = {b: {id(c): None if redo else stored_cell(budget_config(c, b), budget_dir(out_dir, b))
+                  for c in todo} for b in budgets}  # fmt: skip
+    jobs = []
+    for c in todo:
+        missing = [b for b in budgets if stored[b][id(c)] is None]
+        if missing:
+            top = max(missing)
+            snaps = {b: budget_dir(out_dir, b) for b in missing if b < top}
+            jobs.append((budget_config(c, top), budget_dir(out_dir, top), snaps))
+    return stored, jobs
 
 
 def cells(base: Config, plans, inputs, seeds) -> list[Config]:
@@ -149,6 +189,8 @@ def run_comparison(mode=None, plans=None, seeds=None, out_dir=None, redo=False,
     out_dir = Path(out_dir or results_dir() / base.mode)
     seeds = list(seeds if seeds is not None else base.seeds)
     todo = cells(base, plans or base.compare_plans, inputs or base.item_inputs, seeds)
+    if base.budgets:
+        return run_budgets(base, todo, out_dir, redo, progress, parallel, with_results)
     done = {id(c): stored_cell(c, out_dir) if not redo else None for c in todo}
     missing = [c for c in todo if done[id(c)] is None]
     if len(missing) < len(todo):
@@ -172,15 +214,47 @@ def run_comparison(mode=None, plans=None, seeds=None, out_dir=None, redo=False,
     return (table, results) if with_results else table
 
 
-def _train_all(missing: list[Config], out_dir: Path, split, parallel: int):
-    """Yield (cfg, results) as cells finish: in this process, or in `parallel` workers."""
+def run_budgets(base: Config, todo: list[Config], out_dir: Path, redo, progress, parallel,
+                with_results):  # fmt: skip
+    """`run_comparison` over fine-tuning budgets: each budget a comparison of its own in
+    <out>/epochs-E/ (its cells, table, report), every (plan, seed) trained once (budget_jobs).
+    Returns {budget: table} (with `with_results`, {budget: (table, results)})."""
+    budgets = sorted(base.budgets)
+    stored, jobs = budget_jobs(todo, out_dir, budgets, redo)
+    reused = sum(r is not None for by in stored.values() for r in by.values())
+    if reused:
+        print(f"reused {reused} stored cells from {out_dir}/epochs-*/runs (same config and code)")
+    if jobs:
+        split = load_split(base)
+        bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress)
+        try:
+            for _ in _train_all([j[0] for j in jobs], None, split, parallel, jobs):
+                bar.update()
+        finally:
+            bar.close()
+    out = {}
+    for b in budgets:
+        results = load_cells(budget_dir(out_dir, b))
+        names = {(cell_name(c), c.seed) for c in todo}
+        results = [r for r in results if (r["cell"], r["seed"]) in names]
+        table = tidy(results)
+        table.to_csv(budget_dir(out_dir, b) / "comparison.csv", index=False, float_format="%.6f")
+        out[b] = (table, results) if with_results else table
+    return out
+
+
+def _train_all(missing: list[Config], out_dir: Path, split, parallel: int, jobs=None):
+    """Yield (cfg, results) as cells finish: in this process, or in `parallel` workers. `jobs`:
+    (cfg, folder, snapshot folders) per cell instead of one `out_dir` (budget_jobs)."""
+    jobs = jobs or [(c, out_dir, None) for c in missing]
     if parallel <= 1:
-        for cfg in missing:
-            yield cfg, train_cell(cfg, out_dir, split)
+        for cfg, folder, snaps in jobs:
+            yield cfg, train_cell(cfg, folder, split, None, snaps)
         return
     threads = max(1, int(os.environ.get("IAM_THREADS") or (os.cpu_count() or 1) // parallel))
     with ProcessPoolExecutor(parallel, mp_context=get_context("spawn")) as pool:
-        running = {pool.submit(train_cell, c, out_dir, split, threads): c for c in missing}
+        running = {pool.submit(train_cell, c, folder, split, threads, snaps): c
+                   for c, folder, snaps in jobs}  # fmt: skip
         while running:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
@@ -364,6 +438,26 @@ def main(argv=None):
     if args.parallel < 1:
         fail(f"--parallel must be >= 1, got {args.parallel}.")
     start = time.perf_counter()
+    if base.budgets:
+        by_budget = (
+            {b: load_cells(budget_dir(out_dir, b), required=True) for b in sorted(base.budgets)}
+            if args.report_only
+            else None
+        )
+        if by_budget is None:
+            seeds = args.seeds if args.seeds is not None else list(base.seeds)
+            ran = run_comparison(base.mode, args.plans, seeds, out_dir, args.redo, inputs=args.inputs,
+                                 parallel=args.parallel, with_results=True,
+                                 **{k: v for k, v in dataclasses.asdict(base).items()
+                                    if k not in ("mode", "seeds", "compare_plans", "item_inputs")})  # fmt: skip
+            by_budget = {b: results for b, (_, results) in ran.items()}
+        for b, results in by_budget.items():
+            table, folder = tidy(results), budget_dir(out_dir, b)
+            print(publish(budget_config(base, b), results, table, folder), "\n")
+            write_figures(budget_config(base, b), results, table, folder)
+        print(publish_budgets(base, by_budget, out_dir))
+        print(f"wall: {time.perf_counter() - start:.0f} s")
+        return
     if args.report_only:
         results = load_cells(out_dir, required=True)
         table = tidy(results)
@@ -409,6 +503,45 @@ def publish(base: Config, results: list[dict], table: pd.DataFrame, out_dir: Pat
 
 
 VERSUS = ("vs token", "vs control", "vs text only")
+
+
+def budget_table(by_budget: dict[int, list[dict]], ref: str = "token") -> pd.DataFrame:
+    """How each plan's effect moves with fine-tuning: per budget and cell, test NDCG@10 mean ±
+    std over seeds and, against `ref`, the relative change, both CIs, verdict and MDE."""
+    rows = []
+    for budget, results in sorted(by_budget.items()):
+        summary = summarize(tidy(results))
+        for cell in sorted(summary.index, key=cell_order):
+            c = compare_cells(results, cell, ref) if text_plan(cell) and cell != ref else None
+            rows.append({"epochs": budget, "cell": cell, "NDCG@10": summary.loc[cell, "NDCG@10"],
+                         "HR@10": summary.loc[cell, "HR@10"], "seeds": summary.loc[cell, "seeds"],
+                         **({k: c[k] for k in ("change", "ci_low", "ci_high", "t_low", "t_high",
+                                               "verdict", "mde")} if c else {})})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def publish_budgets(base: Config, by_budget: dict[int, list[dict]], out_dir: Path) -> str:
+    """<out>/budgets.txt and budgets.png: every budget's cells and changes vs token in one table
+    and one figure; returns the table as printed."""
+    from iam_tutorial.viz import plot_budgets, save_fig
+
+    table = budget_table(by_budget)
+    shown = table.copy()
+    for col in ("change", "ci_low", "ci_high", "t_low", "t_high", "mde"):
+        if col in shown:
+            shown[col] = shown[col].map(lambda x: "" if pd.isna(x) else f"{x:+.1%}")
+    head = (f"{base.mode.upper()} over fine-tuning budgets {', '.join(map(str, sorted(by_budget)))} "
+            "epochs (constant rate; each shorter budget is the start of the longest run): test "
+            "NDCG@10 and HR@10 mean ± std over seeds, change of NDCG@10 vs token with its 95% CIs "
+            "(bootstrap over seeds and shared users; paired t), verdict, minimum detectable effect "
+            "(80% power). Per budget: epochs-E/report.txt.")  # fmt: skip
+    text = "\n".join([*textwrap.wrap(head, 100), shown.to_string(index=False)])
+    (Path(out_dir) / "budgets.txt").write_text(text + "\n")
+    tested = table.dropna(subset=["change"]) if "change" in table else table.iloc[:0]
+    if len(tested):
+        print("figure:", save_fig(plot_budgets(tested, f"{base.mode}: change vs token by budget"),
+                                  "budgets", folder=out_dir))  # fmt: skip
+    return text
 
 
 def short(entry: str) -> str:
