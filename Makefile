@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE = 1
 export PYTHONHASHSEED = 0
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: setup data quick reference test unit nbval notebooks lint lab bench
+.PHONY: setup data quick reference llm test unit nbval notebooks lint lab bench
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,11 @@ quick: data
 # The reference comparison (5 seeds, every compared plan, both item inputs): 55 min measured on 2 cores.
 reference: data
 	$(PY) -m iam_tutorial.lab.compare --mode reference --parallel $(PARALLEL)
+
+# The comparison on the fine-tuned LLM (SmolLM2-135M, users 1..300, seeds 0-2, budgets 1, 2, 4
+# epochs): about 2 h on 2 cores; resumable (re-run it), every finished budget of a run is stored.
+llm: data
+	$(PY) -m iam_tutorial.lab.compare --mode llm --parallel $(PARALLEL)
 
 test: setup lint unit nbval
 

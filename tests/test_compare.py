@@ -246,3 +246,36 @@ def test_variance_components_recover_a_simulated_design():
     assert design_mde(c, 10_000, 4000) == pytest.approx(cap, rel=0.05)
     with pytest.raises(ValueError, match="at least 2 seeds"):
         variance_components(plan[:1], ref[:1])
+
+
+def test_budgets_train_each_cell_once_and_resume(env, monkeypatch, capsys):
+    """Budgets 1 and 2: one 2-epoch run per (plan, seed), its epoch-1 snapshot stored as the
+    1-epoch cell; a second call trains nothing; a new seed trains only that seed; the grid is
+    not part of a cell's fingerprint."""
+    budgeted = {**TINY, "max_epochs": 2, "min_epochs": 2, "decay_epochs": 0, "budgets": (1, 2)}
+    runs = []
+    real_run = compare.run
+    monkeypatch.setattr(compare, "run", lambda cfg, **kw: runs.append(cfg) or real_run(cfg, **kw))
+    plans = ("popularity", "token")
+    out = compare.run_comparison("quick", plans, (0,), env, progress=False, inputs=("text",),
+                                 **budgeted)  # fmt: skip
+    assert sorted(out) == [1, 2] and [(c.plan, c.max_epochs) for c in runs] == [
+        ("popularity", 2), ("popularity", 1), ("token", 2)]  # fmt: skip
+    for b in (1, 2):
+        cells = {p.name for p in (env / f"epochs-{b}" / "runs").glob("*.json")}
+        assert cells == {"popularity_seed0.json", "token_seed0.json"}
+        assert json.loads((env / f"epochs-{b}/runs/token_seed0.json").read_text())["epochs"] == b
+    runs.clear()
+    compare.run_comparison("quick", plans, (0, 1), env, progress=False, inputs=("text",),
+                           **budgeted)  # fmt: skip
+    assert [(c.plan, c.seed) for c in runs] == [("popularity", 1), ("popularity", 1), ("token", 1)]
+    cfg = get_config("quick", **budgeted)
+    assert compare.fingerprint(cfg) == compare.fingerprint(
+        get_config("quick", **{**budgeted, "seeds": (5, 6), "budgets": (1,)})
+    )
+    assert compare.fingerprint(cfg) != compare.fingerprint(
+        get_config("quick", **{**budgeted, "lr": 1.0})
+    )
+    text = compare.publish_budgets(cfg, {b: compare.load_cells(env / f"epochs-{b}") for b in (1, 2)},
+                                   env)  # fmt: skip
+    assert "epochs" in text and (env / "budgets.txt").exists() and "token" in text

@@ -42,3 +42,16 @@ def test_evaluate_reports_both_protocols_and_batches_agree():
     assert one == other
     assert set(one) == {"seen_excluded", "seen_included"}
     assert one["seen_excluded"]["HR@20"] >= one["seen_included"]["HR@20"]
+
+
+def test_scoring_order_does_not_change_ranks():
+    """rank_targets may score users in any order (by input length): ranks come back per user."""
+    from iam_tutorial.metrics import rank_targets
+
+    torch.manual_seed(0)
+    scores = torch.randn(7, 30)
+    seen, targets = [[1, 2], [3], [], [4, 5, 6], [7], [8], [9]], [10, 11, 12, 13, 14, 15, 16]
+    in_order = rank_targets(lambda rows: scores[rows], seen, targets, batch_size=3)
+    shuffled = rank_targets(lambda rows: scores[rows], seen, targets, batch_size=3,
+                            order=torch.tensor([6, 2, 4, 0, 1, 5, 3]))  # fmt: skip
+    assert all(torch.equal(in_order[p], shuffled[p]) for p in in_order)

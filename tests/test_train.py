@@ -253,3 +253,73 @@ def test_nan_scores_are_refused_not_ranked_first():
 
     with pytest.raises(NonFiniteScores, match="1 of 2 users got NaN or infinite scores"):
         rank_targets(score_rows, [[1], [2]], [3, 4])
+
+
+def test_a_snapshot_is_the_shorter_run(synthetic_env):
+    """At a constant rate the first E epochs of a longer run are the E-epoch run: its snapshot
+    record (config, losses, best epoch, per-user ranks) equals training it alone."""
+    import iam_tutorial.train as train_module
+
+    cfg = get_config("quick", plan="iam", **{**TINY, "max_epochs": 3, "min_epochs": 3,
+                                             "decay_epochs": 0})  # fmt: skip
+    taken = []
+    longer = run(cfg, progress=False, snapshots=(1, 2), on_snapshot=taken.append)
+    alone = run(train_module.budget_config(cfg, 2), progress=False)
+    same = lambda r: (r["config"], r["history"]["loss"], r["history"]["valid_NDCG@10"],  # noqa: E731
+                      r["best_epoch"], r["epochs"], r["ranks"])  # fmt: skip
+    assert [t["epochs"] for t in taken] == [1, 2] and same(taken[1]) == same(alone)
+    assert longer["history"]["loss"][: len(alone["history"]["loss"])] == alone["history"]["loss"]
+    assert longer["epochs"] == 3 and longer["config"]["max_epochs"] == 3
+
+
+@pytest.mark.parametrize(
+    "change, says",
+    [({"decay_epochs": 2}, "constant rate"), ({"min_epochs": 1}, "min_epochs >= 2"),
+     ({"eval_every": 3}, "multiples of eval_every"), ({"max_steps": 5}, "no step or time cap")],
+)  # fmt: skip
+def test_snapshots_that_are_not_a_shorter_run_are_refused(synthetic_env, change, says):
+    cfg = get_config("quick", plan="token", **{**TINY, "max_epochs": 3, "min_epochs": 3,
+                                               "decay_epochs": 0, **change})  # fmt: skip
+    with pytest.raises(ConfigError, match=says):
+        run(cfg, progress=False, snapshots=(2,), on_snapshot=print)
+    with pytest.raises(ConfigError, match="epochs in 1..2"):
+        run(dataclasses.replace(cfg, **{k: getattr(get_config("quick"), k) if k != "decay_epochs"
+                                        else 0 for k in change}), progress=False, snapshots=(3,))  # fmt: skip
+
+
+def test_a_constant_rate_after_one_epochs_warmup(synthetic_env):
+    import iam_tutorial.train as train_module
+
+    cfg = get_config("quick", plan="token", **{**TINY, "decay_epochs": 0, "warmup_frac": 0.5})
+    data = prepare(cfg)
+    model = train_module.build_model(cfg, data.serializer)
+    optimizer = train_module.make_optimizer(model, cfg)
+    scheduler = train_module.make_schedule(optimizer, data)
+    warmup = int(0.5 * data.steps_per_epoch())
+    rates = []
+    for _ in range(3 * data.steps_per_epoch()):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[warmup - 1] == cfg.lr and set(rates[warmup:]) == {cfg.lr} and rates[0] < cfg.lr
+    assert lr_factor(10**6, None, 3) == 1.0
+    assert all(g["fused"] for g in optimizer.param_groups)  # the fused AdamW kernel on CPU
+
+
+def test_results_reuse_the_best_epochs_validation_ranks(synthetic_env, monkeypatch):
+    """One validation pass per validated epoch: the results take the best epoch's ranks, and they
+    are the ranks a fresh pass over its weights gives."""
+    import iam_tutorial.train as train_module
+
+    cfg = get_config("quick", plan="token", **TINY)
+    real, passes = train_module.evaluate_model, []
+
+    def counted(model, data, split, *args, **kwargs):
+        passes.append(split)
+        return real(model, data, split, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate_model", counted)
+    model, results = train_module.train(prepare(cfg), progress=False)
+    assert passes == ["valid"] * cfg.max_epochs + ["test"]
+    fresh = real(model, prepare(cfg), "valid", torch.device("cpu"), ranks=True)
+    assert results["ranks"]["valid"] == {p: r.tolist() for p, r in fresh.items()}

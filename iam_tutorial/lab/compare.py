@@ -439,11 +439,12 @@ def main(argv=None):
         fail(f"--parallel must be >= 1, got {args.parallel}.")
     start = time.perf_counter()
     if base.budgets:
-        by_budget = (
-            {b: load_cells(budget_dir(out_dir, b), required=True) for b in sorted(base.budgets)}
-            if args.report_only
-            else None
-        )
+        by_budget = None
+        if args.report_only:  # the budgets that have cells (a run cut off has the shorter ones)
+            stored = {b: load_cells(budget_dir(out_dir, b)) for b in sorted(base.budgets)}
+            by_budget = {b: cells for b, cells in stored.items() if cells}
+            if not by_budget:
+                load_cells(budget_dir(out_dir, min(base.budgets)), required=True)
         if by_budget is None:
             seeds = args.seeds if args.seeds is not None else list(base.seeds)
             ran = run_comparison(base.mode, args.plans, seeds, out_dir, args.redo, inputs=args.inputs,
