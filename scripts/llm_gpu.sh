@@ -40,6 +40,8 @@ TOTAL=${TOTAL:-540}        # seconds for training, then the bundle
 PARALLEL=${PARALLEL:-15}   # worker processes sharing the GPU: one run (plan, seed) each
 SEEDS=${SEEDS:-[0,1,2,3,4]}
 USERS=${USERS:-None}       # None: all 6,040
+PLANS=${PLANS:-}           # default: the preset's (popularity token hatllm iam-heads)
+DEVICE=${DEVICE:-cuda}     # the CPU dry run: DEVICE=cpu USERS=12 SEEDS=[0] PLANS="popularity token"
 PY=${PY:-python3}
 mkdir -p "$OUT" "$(dirname "$GGUF")" .gpu_data
 export PYTHONPATH=.:/tmp/site PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -51,10 +53,10 @@ tar xzf .gpu_llm_b/data.tgz -C .gpu_data
 transformers.__version__, gguf.__version__ if hasattr(gguf, '__version__') else 'gguf', peft.__version__)"
   sha256sum "$GGUF"; } > "$OUT/env.txt" 2>&1
 timeout "$TOTAL" "$PY" -m iam_tutorial.lab.compare --mode llm --parallel "$PARALLEL" \
-  --set n_users="$USERS" "seeds=$SEEDS" device=cuda eval_batch_size=256 --out results/llm-gpu \
-  2>&1 | tee "$OUT/llm.log"
+  ${PLANS:+--plans $PLANS} --set n_users="$USERS" "seeds=$SEEDS" device="$DEVICE" \
+  eval_batch_size=256 --out results/llm-gpu 2>&1 | tee "$OUT/llm.log"
 # A run cut off by the clock leaves its shorter budgets stored: report what is there.
-"$PY" -m iam_tutorial.lab.compare --mode llm --report-only --set n_users="$USERS" "seeds=$SEEDS" \
-  --out results/llm-gpu >> "$OUT/llm.log" 2>&1
+"$PY" -m iam_tutorial.lab.compare --mode llm --report-only ${PLANS:+--plans $PLANS} \
+  --set n_users="$USERS" "seeds=$SEEDS" --out results/llm-gpu >> "$OUT/llm.log" 2>&1
 tar czf "$OUT/results_llm_gpu.tgz" --exclude=checkpoints results/llm-gpu 2>/dev/null
 cat results/llm-gpu/budgets.txt 2>/dev/null
