@@ -398,7 +398,8 @@ def report(base: Config, results: list[dict], table: pd.DataFrame) -> str:
     lines += ["", "convergence per cell (best epoch and epochs run per seed; gain_after_decay: best "
               "validation NDCG@10 after the decay against best up to it):",
               convergence(results).to_string()]  # fmt: skip
-    flagged = table[~table.converged.astype(bool)][["cell", "seed"]].drop_duplicates()
+    trained = table[table.epochs > 0]  # the popularity baseline trains no epochs
+    flagged = trained[~trained.converged.astype(bool)][["cell", "seed"]].drop_duplicates()
     if len(flagged):
         lines.append(f"not converged (best epoch = last epoch): {len(flagged)} cells: "
                      + ", ".join(f"{c} seed {s}" for c, s in flagged.itertuples(index=False)))  # fmt: skip
