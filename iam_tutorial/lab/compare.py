@@ -201,7 +201,7 @@ def run_comparison(mode=None, plans=None, seeds=None, out_dir=None, redo=False,
         split = load_split(base)  # loaded once, shared by every cell
         bar = tqdm(total=len(missing), desc="cells", unit="cell", disable=not progress)
         try:
-            for cfg, result in _train_all(missing, out_dir, split, parallel):
+            for cfg, result in _train_all([(c, out_dir, None) for c in missing], split, parallel):
                 done[id(cfg)] = result
                 bar.set_postfix_str(f"{cell_name(cfg)} seed {cfg.seed}")
                 bar.update()
@@ -228,14 +228,13 @@ def run_budgets(base: Config, todo: list[Config], out_dir: Path, redo, progress,
         split = load_split(base)
         bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress)
         try:
-            for _ in _train_all([j[0] for j in jobs], None, split, parallel, jobs):
+            for _ in _train_all(jobs, split, parallel):
                 bar.update()
         finally:
             bar.close()
-    out = {}
+    out, names = {}, {(cell_name(c), c.seed) for c in todo}
     for b in budgets:
         results = load_cells(budget_dir(out_dir, b))
-        names = {(cell_name(c), c.seed) for c in todo}
         results = [r for r in results if (r["cell"], r["seed"]) in names]
         table = tidy(results)
         table.to_csv(budget_dir(out_dir, b) / "comparison.csv", index=False, float_format="%.6f")
@@ -243,10 +242,9 @@ def run_budgets(base: Config, todo: list[Config], out_dir: Path, redo, progress,
     return out
 
 
-def _train_all(missing: list[Config], out_dir: Path, split, parallel: int, jobs=None):
-    """Yield (cfg, results) as cells finish: in this process, or in `parallel` workers. `jobs`:
-    (cfg, folder, snapshot folders) per cell instead of one `out_dir` (budget_jobs)."""
-    jobs = jobs or [(c, out_dir, None) for c in missing]
+def _train_all(jobs: list[tuple], split, parallel: int):
+    """Yield (cfg, results) as cells finish, in this process or in `parallel` workers; a job is
+    (cfg, its folder, its snapshot folders or None: budget_jobs)."""
     if parallel <= 1:
         for cfg, folder, snaps in jobs:
             yield cfg, train_cell(cfg, folder, split, None, snaps)
