@@ -159,6 +159,8 @@ def test_convergence_counts_and_late_gain():
     row = convergence([rising, flat]).loc["iam"]
     assert (row.seeds, row.best_epoch, row.epochs) == (2, "4/2", "4/5")
     assert (row.converged, row.plateau, row.gain_after_decay) == ("1/2", "1/2", "+50.0%")
+    constant = {**rising, "config": {"decay_epochs": 0, "max_epochs": 4}}  # no decay, no late gain
+    assert convergence([constant]).loc["iam"].gain_after_decay == "—"
 
 
 def test_shared_users_catch_what_seeds_alone_miss():

@@ -38,3 +38,19 @@ def test_readme_blocks_run_as_printed(synthetic_root, tmp_path, monkeypatch):
         except Exception as e:  # name the block that failed
             pytest.fail(f"README python block {i + 1} failed: {type(e).__name__}: {e}")
     assert (tmp_path / "models" / "iam" / "model.pt").exists()
+
+
+def test_readme_llm_table_is_the_stored_cells():
+    """The README's top answer is regenerated from results/llm/, never typed: the block between its
+    `llm-table` markers equals `budget_markdown` of the committed cells."""
+    from iam_tutorial.lab.compare import budget_dir, budget_markdown, load_cells
+
+    llm = config.get_config("llm")
+    by_budget = {b: load_cells(budget_dir(REPO_ROOT / "results" / "llm", b), required=True)
+                 for b in llm.budgets}  # fmt: skip
+    text = (REPO_ROOT / "README.md").read_text()
+    block = re.search(r"<!-- llm-table -->\n(.*?)\n<!-- /llm-table -->", text, flags=re.S)
+    assert block, "README lost its <!-- llm-table --> markers"
+    assert block.group(1) == budget_markdown(by_budget), (
+        "README's LLM table is stale: regenerate it with lab.compare.budget_markdown"
+    )

@@ -331,10 +331,7 @@ def decision_table(results: list[dict], table: pd.DataFrame, n_layer: int | None
     def versus(cell: str, other: str) -> str:
         text = text_plan(cell.removesuffix("+id"))
         c = compare_cells(results, cell, other) if text and other != cell else None
-        if c is None:
-            return "—"
-        mde = f" (MDE {c['mde']:.0%})" if c["verdict"] == "not separated" else ""
-        return f"{c['change']:+.1%} [{c['ci_low']:+.1%}, {c['ci_high']:+.1%}] {c['verdict']}{mde}"
+        return "—" if c is None else change_text(c)
 
     for ref in refs:
         out[f"vs {ref}"] = [
@@ -343,6 +340,13 @@ def decision_table(results: list[dict], table: pd.DataFrame, n_layer: int | None
     out["vs text only"] = [versus(c, c.removesuffix("+id")) if c.endswith("+id") else "—"
                            for c in out.index]  # fmt: skip
     return out.join(summary[["seeds", "best epoch", "converged"]])
+
+
+def change_text(c) -> str:
+    """'+5.5% [-24.6%, +44.9%] not separated (MDE 52%)': a pair's change, bootstrap CI, verdict and,
+    where not separated, its minimum detectable effect (a dict or row with those keys)."""
+    mde = f" (MDE {c['mde']:.0%})" if c["verdict"] == "not separated" else ""
+    return f"{c['change']:+.1%} [{c['ci_low']:+.1%}, {c['ci_high']:+.1%}] {c['verdict']}{mde}"
 
 
 def cell_order(cell: str) -> tuple[int, bool]:
@@ -518,6 +522,16 @@ def budget_table(by_budget: dict[int, list[dict]], ref: str = "token") -> pd.Dat
                          **({k: c[k] for k in ("change", "ci_low", "ci_high", "t_low", "t_high",
                                                "verdict", "mde")} if c else {})})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def budget_markdown(by_budget: dict[int, list[dict]], ref: str = "token") -> str:
+    """The README's table over budgets (between its `llm-table` markers): per budget and cell,
+    NDCG@10 and HR@10 mean ± std over seeds, the change vs `ref` (change_text) and the seeds."""
+    table = budget_table(by_budget, ref).set_index("epochs")
+    vs = [change_text(row) if isinstance(row.get("verdict"), str) else "—"
+          for _, row in table.iterrows()]  # fmt: skip
+    shown = table[["cell", "NDCG@10", "HR@10"]].assign(**{f"vs {ref}": vs, "seeds": table.seeds})
+    return to_markdown(shown)
 
 
 def publish_budgets(base: Config, by_budget: dict[int, list[dict]], out_dir: Path) -> str:

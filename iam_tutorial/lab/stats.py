@@ -150,7 +150,8 @@ def verdicts(results: list[dict], pairs=PAIRS, **kw) -> pd.DataFrame:
 
 def late_gain(result: dict) -> float:
     """How much validation NDCG@10 still rose once the learning rate had decayed: the best value
-    after `decay_epochs` relative to the best up to it (NaN if training ended by then)."""
+    after `decay_epochs` relative to the best up to it (NaN if training ended by then, or if the
+    rate never decayed: `decay_epochs=0` is a constant rate)."""
     valid = result["history"]["valid_NDCG@10"]
     decay = result["config"].get("decay_epochs") or result["config"]["max_epochs"]
     return max(valid[decay:]) / max(valid[:decay]) - 1 if len(valid) > decay else float("nan")
@@ -170,7 +171,7 @@ def convergence(results: list[dict]) -> pd.DataFrame:
         epochs=("epochs", lambda e: "/".join(map(str, e))),
         converged=("converged", lambda c: f"{int(c.sum())}/{len(c)}"),
         plateau=("plateau", lambda c: f"{int(c.sum())}/{len(c)}"),
-        gain_after_decay=("late_gain", lambda g: f"{g.mean():+.1%}"),
+        gain_after_decay=("late_gain", lambda g: "—" if g.isna().all() else f"{g.mean():+.1%}"),
     )
 
 
