@@ -30,7 +30,8 @@ data: setup
 quick: data
 	$(PY) -m iam_tutorial.lab.compare --mode quick --parallel $(PARALLEL)
 
-# The reference comparison (5 seeds, every compared plan, both item inputs): 55 min measured on 2 cores.
+# The reference comparison (5 seeds, every compared plan, both item inputs): 27-55 min on 2 cores
+# (27 min measured on an AMD EPYC, 55 min on an earlier machine).
 reference: data
 	$(PY) -m iam_tutorial.lab.compare --mode reference --parallel $(PARALLEL)
 
