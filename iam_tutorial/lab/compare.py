@@ -530,8 +530,9 @@ def budget_markdown(by_budget: dict[int, list[dict]], ref: str = "token") -> str
     table = budget_table(by_budget, ref).set_index("epochs")
     vs = [change_text(row) if isinstance(row.get("verdict"), str) else "—"
           for _, row in table.iterrows()]  # fmt: skip
-    shown = table[["cell", "NDCG@10", "HR@10"]].assign(**{f"vs {ref}": vs, "seeds": table.seeds})
-    return to_markdown(shown)
+    return to_markdown(
+        table.assign(**{f"vs {ref}": vs})[["cell", "NDCG@10", "HR@10", f"vs {ref}", "seeds"]]
+    )
 
 
 def publish_budgets(base: Config, by_budget: dict[int, list[dict]], out_dir: Path) -> str:
