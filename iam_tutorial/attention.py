@@ -9,28 +9,19 @@ rules out entirely. tests/test_attention.py proves they agree, values and gradie
 
 import torch
 import torch.nn.functional as F
-from einops import einsum, rearrange, repeat
+from einops import einsum, rearrange
 
-from iam_tutorial.masks import HEAD_SPLITS, allow_rule
+from iam_tutorial.masks import HEAD_SPLITS, allow_rule, head_groups
 
 
 def per_head(allow: torch.Tensor, n_head: int) -> torch.Tensor:
     """allow (batch query key) -> (batch 1 query key), shared by every head; a head-split mask
-    (batch group query key) -> (batch head query key), each group of heads with its own mask.
-    Heads split as evenly as they can: 9 heads in 2 groups are 5 + 4 (SmolLM2 has 9)."""
+    (batch group query key) -> (batch head query key), each group of heads with its own mask,
+    the groups as `masks.head_groups` splits them (9 heads in 2 groups: 5 + 4; SmolLM2 has 9)."""
     if allow.dim() == 3:
         return rearrange(allow, "batch query key -> batch 1 query key")
-    group = allow.shape[1]
-    if n_head < group:
-        raise ValueError(f"{n_head} heads cannot be split into {group} groups.")
-    if n_head % group == 0:
-        return repeat(
-            allow, "batch group query key -> batch (group head) query key", head=n_head // group
-        )
-    sizes = [n_head // group + (g < n_head % group) for g in range(group)]
-    index = torch.repeat_interleave(torch.arange(group, device=allow.device),
-                                    torch.tensor(sizes, device=allow.device))  # fmt: skip
-    return allow[:, index]
+    group = torch.tensor(head_groups(n_head, allow.shape[1]), device=allow.device)
+    return allow[:, group]
 
 
 def attend(q, k, v, allow, return_attn: bool = False):
@@ -63,14 +54,13 @@ def flex_block_mask(kind: str, item_index: torch.Tensor, n_head: int = 1):
         return allow_rule(kind, item_index[b, q_idx], item_index[b, kv_idx], q_idx, kv_idx)
 
     batch, tokens = item_index.shape
-    if kind in HEAD_SPLITS:  # first half of the heads: first kind; second half: second kind
+    if kind in HEAD_SPLITS:  # each group of heads its kind, as masks.head_groups splits them
         first, second = HEAD_SPLITS[kind]
+        group = torch.tensor(head_groups(n_head, 2), device=item_index.device)
 
         def mask_mod(b, h, q_idx, kv_idx):
-            in_first = h < n_head // 2
-            return torch.where(
-                in_first, rule(first, b, q_idx, kv_idx), rule(second, b, q_idx, kv_idx)
-            )
+            first_rule, second_rule = rule(first, b, q_idx, kv_idx), rule(second, b, q_idx, kv_idx)
+            return torch.where(group[h] == 0, first_rule, second_rule)
 
         return create_block_mask(mask_mod, batch, n_head, tokens, tokens, device=item_index.device)
 

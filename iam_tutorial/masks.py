@@ -13,8 +13,18 @@ from einops import rearrange
 from iam_tutorial.serialize import GLOBAL, PADDING
 
 MASK_KINDS = ("causal", "intra", "inter")
-# A head-split sublayer: the first half of its heads use the first kind, the rest the second.
+# A head-split sublayer: its heads split into groups as `head_groups` says, one kind per group.
 HEAD_SPLITS = {"intra|inter": ("intra", "inter")}
+
+
+def head_groups(n_head: int, n_groups: int) -> list[int]:
+    """The group of each head: as even as they go, earlier groups one larger (9 heads in 2 groups
+    are 5 + 4: [0, 0, 0, 0, 0, 1, 1, 1, 1]). The one rule for the dense mask, the Flex mask and
+    premise.py's measurement."""
+    if n_head < n_groups:
+        raise ValueError(f"{n_head} heads cannot be split into {n_groups} groups.")
+    sizes = [n_head // n_groups + (g < n_head % n_groups) for g in range(n_groups)]
+    return [g for g, size in enumerate(sizes) for _ in range(size)]
 
 
 def allow_rule(kind: str, q_item, k_item, q_pos, k_pos):

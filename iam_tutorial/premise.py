@@ -21,7 +21,7 @@ from einops import rearrange, reduce
 
 from iam_tutorial.analysis import key_groups, measured_queries
 from iam_tutorial.hf_adapter import RECORDER, layer_kind
-from iam_tutorial.masks import HEAD_SPLITS, allow_mask
+from iam_tutorial.masks import HEAD_SPLITS, allow_mask, head_groups
 from iam_tutorial.serialize import Batch
 
 SHARES = ("self", "own_item", "other_items", "first")
@@ -155,13 +155,12 @@ def ruled_out(per_head: pd.DataFrame, plans: dict[str, list[tuple[str, ...]]]) -
 
 
 def head_kinds(kind: str, n_head: int) -> list[str]:
-    """The mask kind of each head under `kind` (a head split gives its groups in order, as
-    attention.per_head splits them: as evenly as they go, earlier groups one larger)."""
+    """The mask kind of each head under `kind` (a head split: its groups as masks.head_groups
+    splits them, the rule the attention masks use)."""
     if kind not in HEAD_SPLITS:
         return [kind] * n_head
     parts = HEAD_SPLITS[kind]
-    sizes = [n_head // len(parts) + (g < n_head % len(parts)) for g in range(len(parts))]
-    return [k for k, size in zip(parts, sizes, strict=True) for _ in range(size)]
+    return [parts[g] for g in head_groups(n_head, len(parts))]
 
 
 def main(argv=None):

@@ -158,16 +158,6 @@ def build_model(cfg: Config, serializer) -> nn.Module:
     return load_backbone(cfg, serializer.vocab_size, serializer.item_words())
 
 
-def removed_mass(mass, kinds: list[str]) -> list[float]:
-    """Per layer, the share of the backbone's causal attention mass that a mask kind rules out:
-    intra forbids other items, inter the query's own item, a head split half of each. `mass` is
-    `analysis.attention_mass` of the token plan (one row per layer); the smaller, the closer the
-    re-masked model stays to the backbone at step 0."""
-    rule = {"causal": lambda r: 0.0, "intra": lambda r: r.other_items, "inter": lambda r: r.own_item,
-            "intra|inter": lambda r: (r.own_item + r.other_items) / 2}  # fmt: skip
-    return [float(rule[kind](row)) for kind, row in zip(kinds, mass.itertuples(), strict=True)]
-
-
 def gpt2_style_tokenizer(texts: list[str], vocab_size: int) -> GPT2TokenizerFast:
     """A byte-level BPE trained on `texts`, saved the way GPT-2's is (one special token)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

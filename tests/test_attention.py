@@ -85,3 +85,23 @@ def test_flex_block_mask_forward_matches_reference_on_cpu(kind):
     torch.testing.assert_close(
         out, attend(q, k, v, allow_mask(kind, item_index)), atol=1e-5, rtol=1e-5
     )
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("n_head", [3, 9])
+def test_flex_head_split_matches_reference_with_an_odd_head_count(n_head):
+    """intra|inter with an odd head count: Flex, SDPA and the reference split the heads alike
+    (masks.head_groups: 3 heads are 2 intra + 1 inter, 9 are 5 + 4)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    from iam_tutorial.attention import flex_block_mask
+
+    item_index = torch.cat([ITEM_INDEX] * 13, dim=1)[:, :128]  # BlockMask blocks are 128 wide
+    q, k, v = (
+        torch.randn(2, n_head, 128, 8, generator=torch.Generator().manual_seed(i)) for i in range(3)
+    )
+    allow = allow_mask("intra|inter", item_index)
+    ref = attend(q, k, v, allow)
+    out = flex_attention(q, k, v, block_mask=flex_block_mask("intra|inter", item_index, n_head))
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(attend_sdpa(q, k, v, allow), ref, atol=1e-5, rtol=1e-5)

@@ -13,6 +13,7 @@ from iam_tutorial.masks import (
     allow_inter_item,
     allow_intra_item,
     allow_mask,
+    head_groups,
 )
 from iam_tutorial.model import ItemGPT
 from iam_tutorial.plans import layer_plan
@@ -136,6 +137,15 @@ def test_batch_rows_are_independent():
         batched = allow_mask(kind, index)
         for b in range(len(index)):
             assert torch.equal(batched[b], allow_mask(kind, index[b : b + 1])[0])
+
+
+def test_head_groups_split_evenly_first_groups_larger():
+    assert head_groups(9, 2) == [0, 0, 0, 0, 0, 1, 1, 1, 1]
+    assert head_groups(3, 2) == [0, 0, 1]
+    assert head_groups(4, 2) == [0, 0, 1, 1]
+    assert head_groups(1, 1) == [0]
+    with pytest.raises(ValueError, match="cannot be split"):
+        head_groups(1, 2)
 
 
 def test_unknown_kind_raises():
