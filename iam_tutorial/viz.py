@@ -234,6 +234,7 @@ def plot_masks(masks: dict, item_index, tokens=None, size: float = 3.6, ncols: i
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5),
                fontsize=9, frameon=False)  # fmt: skip
     if title:
+        fig.get_layout_engine().set(h_pad=0.1)  # room for the title above the panels' own
         fig.suptitle(title)
     return fig
 
@@ -317,7 +318,10 @@ def plot_comparison(table, title: str = "", split="test", protocol="seen_exclude
                       jitter=False, dodge=True, ax=ax)  # fmt: skip
         ax.set(title=metric, xlabel="", ylabel=metric)
         ax.tick_params(axis="x", rotation=40)
-        ax.legend(title="seed", fontsize=7, title_fontsize=7, ncols=2)
+        ax.get_legend().remove()
+    handles, labels = axes[-1].get_legend_handles_labels()  # one legend, beside the bars
+    axes[-1].legend(handles, labels, title="seed", fontsize=7, title_fontsize=7,
+                    loc="upper left", bbox_to_anchor=(1.01, 1))  # fmt: skip
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     return fig
@@ -389,7 +393,7 @@ def plot_budgets(tests, title: str = ""):
     """How each plan's effect moves with fine-tuning (compare.budget_table rows): its relative
     NDCG@10 change vs token per budget, with the bootstrap CI (thick) and paired t-interval (thin),
     filled where a verdict was reached, and the zero line."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fig, ax = plt.subplots(figsize=(8.5, 3.8))
     cells = list(dict.fromkeys(tests.cell))
     for i, cell in enumerate(cells):
         rows = tests[tests.cell == cell]
@@ -408,6 +412,11 @@ def plot_budgets(tests, title: str = ""):
     ax.set_xticks(range(len(budgets)), [str(b) for b in budgets])
     ax.set(xlabel="fine-tuning budget (epochs)", ylabel="relative change of test NDCG@10 (%)",
            title=title)  # fmt: skip
-    ax.legend(fontsize=7, loc="best")
+    handles = ax.get_legend_handles_labels()[0] + [
+        Line2D([], [], color="0.4", lw=4, alpha=0.5, label="bootstrap 95% CI (seeds and users)"),
+        Line2D([], [], color="0.4", lw=1, label="paired t 95% CI (seed means)"),
+        Line2D([], [], color="0.4", marker="o", mfc="white", ls="", label="open dot: no verdict"),
+    ]  # fmt: skip
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig
