@@ -373,7 +373,7 @@ def plot_forest(tests, title: str = ""):
     colours = {"better": "C2", "worse": "C3", "not separated": "0.35"}
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(tests) + 1.2))
     for y, row in enumerate(tests.itertuples()):
-        c = colours[row.verdict]
+        c = colours.get(row.verdict, "0.7")  # no verdict (1 seed): light grey
         ax.plot([100 * row.t_low, 100 * row.t_high], [y, y], color=c, lw=1)
         ax.plot([100 * row.ci_low, 100 * row.ci_high], [y, y], color=c, lw=4, alpha=0.6)
         ax.plot(100 * row.change, y, "o", color=c)
@@ -381,7 +381,8 @@ def plot_forest(tests, title: str = ""):
     ax.set_yticks(range(len(tests)), [f"{r.plan} vs {r.vs}" for r in tests.itertuples()])
     ax.invert_yaxis()
     ax.set(xlabel="relative change of test NDCG@10 (%)", title=title)
-    handles = [Line2D([], [], color=c, marker="o", label=v) for v, c in colours.items()]
+    shown = colours | {v: "0.7" for v in tests.verdict if v not in colours}
+    handles = [Line2D([], [], color=c, marker="o", label=v) for v, c in shown.items()]
     handles += [Line2D([], [], color="0.35", lw=4, alpha=0.6, label="bootstrap 95% CI"),
                 Line2D([], [], color="0.35", lw=1, label="paired t 95% CI")]  # fmt: skip
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
@@ -404,7 +405,7 @@ def plot_budgets(tests, title: str = ""):
         ax.vlines(x, 100 * rows.ci_low, 100 * rows.ci_high, color=c, lw=4, alpha=0.5)
         ax.plot(x, 100 * rows.change, "-", color=c, lw=1, alpha=0.6)
         for xi, (_, r) in zip(x, rows.iterrows(), strict=True):
-            decided = r.verdict != "not separated"
+            decided = r.verdict in ("better", "worse")
             ax.plot(xi, 100 * r.change, "o", color=c, mfc=c if decided else "white")
         ax.plot([], [], "o-", color=c, label=f"{cell} vs token")
     budgets = sorted(set(tests.epochs))

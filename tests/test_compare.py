@@ -197,7 +197,7 @@ def test_paired_t_and_mde():
     assert high == pytest.approx(d.mean() / ref.mean() + half)
     assert 0 < mde < 0.1
     assert np.isnan(paired_t(ref[:1], ref[:1])[0])  # one seed: no interval ...
-    assert test_pair(ref[:1] * 1.5, ref[:1])["verdict"] == "not separated"  # ... so no verdict
+    assert test_pair(ref[:1] * 1.5, ref[:1])["verdict"] == "no verdict (1 seed)"  # ... so none
     assert test_pair(ref * (1 + shift), ref)["verdict"] == "better"
 
 
@@ -227,6 +227,23 @@ def test_short_verdicts():
     )
     assert compare.short("+87.7% [+34.0%, +175.8%] better") == "+87.7% [+34, +176] better"
     assert compare.short("—") == "—"
+
+
+def test_one_seed_says_why_it_has_no_verdict():
+    """One seed: a bootstrap interval that excludes zero is never printed beside "n.s.", and the
+    missing t-interval reads "—", never "+nan%"."""
+    from iam_tutorial.lab.stats import test_pair, verdicts
+
+    ref = np.random.default_rng(0).random((1, 200))
+    one = test_pair(ref * 1.5, ref)
+    assert one["ci_low"] > 0 and one["verdict"] == "no verdict (1 seed)"
+    text = compare.change_text(one)
+    assert text == f"+50.0% [{one['ci_low']:+.1%}, {one['ci_high']:+.1%}] no verdict (1 seed)"
+    assert compare.short(text).endswith("] 1 seed")
+    results = [{"cell": c, "plan": c, "seed": 0, "ranks": {"test": {"seen_excluded": r}}}
+               for c, r in (("iam", [0, 1, 2, 3]), ("token", [1, 2, 3, 4]))]  # fmt: skip
+    row = verdicts(results, (("iam", "token"),)).iloc[0]
+    assert (row.t_low, row.t_high, row.verdict) == ("—", "—", "no verdict (1 seed)")
 
 
 def test_variance_components_recover_a_simulated_design():

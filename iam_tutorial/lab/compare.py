@@ -499,11 +499,11 @@ def publish(base: Config, results: list[dict], table: pd.DataFrame, out_dir: Pat
     rows = [f"{'cell':<11}{'NDCG@10':<17}" + "".join(f"{c:<23}" for c in VERSUS)]
     for cell, row in decided.iterrows():
         rows.append(
-            f"{cell:<11}{row['NDCG@10']:<17}" + "".join(f"{short(row[c]):<23}" for c in VERSUS)
+            f"{cell:<11}{row['NDCG@10']:<17}" + "".join(f"{short(row[c]):<22} " for c in VERSUS)
         )
     head = textwrap.wrap(protocol_line(base, table), 100)
     where = f"full report (HR@10, t-intervals, MDEs, convergence): {out_dir / 'report.txt'}"
-    return "\n".join([*head, *(r.rstrip() for r in rows), "n.s.: not separated", where])
+    return "\n".join([*head, *(r.rstrip() for r in rows), LEGEND, where])
 
 
 VERSUS = ("vs token", "vs control", "vs text only")
@@ -560,14 +560,21 @@ def publish_budgets(base: Config, by_budget: dict[int, list[dict]], out_dir: Pat
 
 
 def short(entry: str) -> str:
-    """'+5.5% [-24.6%, +44.9%] not separated (MDE 52%)' -> '+5.5% [-25, +45] n.s.'."""
+    """'+5.5% [-24.6%, +44.9%] not separated (MDE 52%)' -> '+5.5% [-25, +45] n.s.';
+    '+9.0% [+2.1%, +15.0%] no verdict (1 seed)' -> '+9.0% [+2, +15] 1 seed'."""
     match = re.fullmatch(
         r"([+-][\d.]+%) \[([+-][\d.]+)%, ([+-][\d.]+)%\] (\w[\w ]*?)( \(.*\))?", entry
     )
     if not match:
         return entry
-    change, low, high, verdict = match.groups()[:4]
-    return f"{change} [{float(low):+.0f}, {float(high):+.0f}] {'n.s.' if verdict == 'not separated' else verdict}"
+    change, low, high, verdict, why = match.groups()
+    verdict = SHORT.get(verdict, SHORT.get(verdict + (why or ""), verdict))
+    return f"{change} [{float(low):+.0f}, {float(high):+.0f}] {verdict}"
+
+
+# Short verdicts of the terminal table, and the legend printed under it.
+SHORT = {"not separated": "n.s.", "no verdict (1 seed)": "1 seed"}
+LEGEND = "n.s.: not separated; 1 seed: no verdict (a verdict needs the paired t-interval: 2+ seeds)"
 
 
 def write_figures(base: Config, results: list[dict], table: pd.DataFrame, out_dir: Path) -> None:

@@ -87,13 +87,16 @@ def paired_t(plan: np.ndarray, ref: np.ndarray) -> tuple[float, float, float]:
 
 def test_pair(plan: np.ndarray, ref: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict:
     """Both tests on one pair: change, the shared-user bootstrap CI, the paired t CI, the verdict
-    (both must exclude zero on the same side) and the MDE at 80% power of the wider test."""
+    (both must exclude zero on the same side; one seed has no t-interval: "no verdict (1 seed)")
+    and the MDE at 80% power of the wider test."""
     change, low, high = bootstrap_change(plan, ref, n_boot, seed)
     t_low, t_high, t_mde = paired_t(plan, ref)
     boot_mde = (Z975 + Z80) * (high - low) / (2 * Z975)  # the bootstrap SE from its CI width
     agree = verdict(low, high)
-    if agree != "not separated" and verdict(t_low, t_high) != agree:
-        agree = "not separated"  # NaN t (one seed) never agrees
+    if len(plan) < 2:  # no t-interval, so no verdict, whatever the bootstrap says
+        agree = f"no verdict ({len(plan)} seed)"
+    elif agree != "not separated" and verdict(t_low, t_high) != agree:
+        agree = "not separated"
     return {"change": change, "ci_low": low, "ci_high": high, "t_low": t_low, "t_high": t_high,
             "verdict": agree, "mde": float(np.nanmax([boot_mde, t_mde]))}  # fmt: skip
 
@@ -140,12 +143,17 @@ def pair_tests(results: list[dict], pairs=PAIRS, **kw) -> pd.DataFrame:
 
 
 def verdicts(results: list[dict], pairs=PAIRS, **kw) -> pd.DataFrame:
-    """`pair_tests` as printed: changes and intervals in percent."""
+    """`pair_tests` as printed: changes and intervals in percent, '—' where there is none."""
     table = pair_tests(results, pairs, **kw)
     for col in ("change", "ci_low", "ci_high", "t_low", "t_high"):
-        table[col] = table[col].map(lambda x: f"{x:+.1%}")
-    table["mde"] = table["mde"].map(lambda x: f"{x:.1%}")
+        table[col] = table[col].map(lambda x: percent(x, "+"))
+    table["mde"] = table["mde"].map(percent)
     return table
+
+
+def percent(x: float, sign: str = "") -> str:
+    """0.123 -> '12.3%' ('+12.3%' with sign='+'); NaN (no interval: one seed) -> '—'."""
+    return "—" if pd.isna(x) else f"{x:{sign}.1%}"
 
 
 def late_gain(result: dict) -> float:
