@@ -1,4 +1,4 @@
-"""SASRec at the literature's scale, beside the published numbers (issue 18).
+"""SASRec at the literature's scale, beside the published numbers: is the harness right?
 
   python -m iam_tutorial.train --mode sasrec-full --plan sasrec --threads 1 --out results/sasrec-full
   python -m iam_tutorial.lab.literature results/sasrec-full
@@ -18,7 +18,7 @@ import numpy as np
 from iam_tutorial.metrics import protocol
 
 # Published full-ranking results on the standard ML-1M benchmark (6,040 users, 3,416 items,
-# leave-one-out, seen items filtered), as collected in issue 18.
+# leave-one-out, seen items filtered), each from the paper named.
 PUBLISHED = (
     ("SASRec, full cross-entropy (Klenitskiy & Vasilev, RecSys'23)", 0.1821, 0.3152),
     ("gSASRec (Petrov & Macdonald, RecSys'23)", 0.173, None),
