@@ -43,12 +43,17 @@ def parse_overrides(pairs: list[str]) -> dict:
             fail(
                 f"--set expects KEY=VALUE with a Config field as KEY, got {pair!r} (fields: {', '.join(sorted(fields))})."
             )
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        out[key] = tuple(parsed) if isinstance(parsed, list) else parsed
+        out[key] = parse_value(value)
     return out
+
+
+def parse_value(value: str):
+    """A --set value: JSON when it parses (lists become tuples), else the string itself."""
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return tuple(parsed) if isinstance(parsed, list) else parsed
 
 
 def config_from_args(args, parser=None, **fixed) -> Config:

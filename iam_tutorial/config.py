@@ -1,9 +1,9 @@
-"""Experiment configuration: one frozen dataclass and three presets.
+"""The configuration of one run: a frozen, validated dataclass and one preset per mode.
 
-QUICK (the main job, ~15 min on 2 CPU cores) trains seed 0 of a few cells of the REFERENCE
-comparison, which is the same config over 5 seeds and every compared plan (run in the background
-on CPU, committed under results/reference/). FULL is the standard benchmark on one GPU. Each is
-derived with `dataclasses.replace`, so the whole difference between them reads in one place.
+QUICK (CPU, real MovieLens users 1..800, a tiny GPT-2) is the default; every other preset is
+derived from it or from FULL (one GPU, every user) with `dataclasses.replace`, so each difference
+reads in one place. What a comparison trains over many runs (plans, item inputs, seeds, budgets)
+is the lab's: iam_tutorial/lab/experiments.py.
 """
 
 import dataclasses
@@ -64,13 +64,6 @@ class Config:
     exclude_seen: bool = True  # headline metrics rank only items outside the input history
     # Runtime.
     seed: int = 0  # seeds python, numpy and torch
-    # A comparison: its plans, item inputs and seeds.
-    compare_plans: tuple[str, ...] = ("popularity", "sasrec", "token", "iam")
-    item_inputs: tuple[str, ...] = ("text", "text+id")
-    seeds: tuple[int, ...] = (0,)
-    # Fine-tuning budgets (epochs) of a comparison: each (plan, seed) trains once, to the largest,
-    # and the shorter ones are its snapshots (train.py); () = one budget, max_epochs.
-    budgets: tuple[int, ...] = ()
     device: str = "auto"  # "auto" picks CUDA when present
     bf16: bool | None = None  # bf16 autocast; None: device.py decides (recorded in each result)
     compile: bool = False  # torch.compile the model (GPU)
@@ -130,8 +123,6 @@ def check_config(cfg: "Config") -> None:
             bad(name, "must be >= 1")
     if cfg.decay_epochs is not None and cfg.decay_epochs < 0:
         bad("decay_epochs", "must be >= 1, 0 for a constant rate, or None to decay over all epochs")
-    if any(b < 1 for b in cfg.budgets):
-        bad("budgets", "every budget is a number of epochs >= 1")
     for name in ("n_users", "max_steps", "train_horizon"):
         if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             bad(
@@ -156,12 +147,6 @@ def check_config(cfg: "Config") -> None:
             bad(name, f"choose one of {', '.join(choices)}")
     if cfg.plan not in ALL_PLANS:
         bad("plan", f"choose one of {', '.join(ALL_PLANS)}")
-    if not set(cfg.compare_plans) <= set(ALL_PLANS):
-        bad("compare_plans", f"choose from {', '.join(ALL_PLANS)}")
-    if not cfg.seeds:
-        bad("seeds", "a comparison needs at least one seed")
-    if not cfg.item_inputs or not set(cfg.item_inputs) <= {"text", "text+id"}:
-        bad("item_inputs", "choose from text, text+id")
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.device):
         bad("device", "use auto, cpu, cuda, cuda:N or mps")
     if cfg.n_embd % cfg.n_head:
@@ -174,20 +159,13 @@ def check_config(cfg: "Config") -> None:
 
 QUICK = Config()
 
-REFERENCE = dataclasses.replace(
-    QUICK,
-    mode="reference",
-    compare_plans=("popularity", "sasrec", "token", "control", "hatllm", "iam"),
-    seeds=(0, 1, 2, 3, 4),
-)
+REFERENCE = dataclasses.replace(QUICK, mode="reference")
 
 FULL = dataclasses.replace(
     QUICK,
     mode="full",
     n_users=None,
     train_horizon=None,
-    compare_plans=("popularity", "sasrec", "token", "control", "hatllm", "iam", "iam-alt"),
-    seeds=(0, 1, 2),
     max_items=50,
     max_tokens=800,
     vocab_size=4096,
@@ -212,8 +190,6 @@ SASREC_FULL = dataclasses.replace(
     FULL,
     mode="sasrec-full",
     plan="sasrec",
-    compare_plans=("popularity", "sasrec"),
-    seeds=(0,),
     max_items=200,
     n_layer=2,
     n_head=1,
@@ -232,19 +208,14 @@ SASREC_FULL = dataclasses.replace(
     device="cpu",
 )
 
-# The comparison that decides, on a pretrained LLM (SmolLM2-135M, full fine-tuning, bf16 autocast
-# where the CPU has it): the plans that re-mask its own layers against `token`, users 1..300, each
-# user's last 12 transitions, batch 8, lr 1e-4. LLM_PILOT: 2 epochs, seeds 0-1, to measure the seed
-# and per-user noise that size the run. LLM: all users, one fine-tuning budget (`--set
-# max_epochs=E decay_epochs=E min_epochs=E` for the others; scripts/llm_comparison.sh runs 1, 4, 12).
+# A pretrained LLM (SmolLM2-135M, full fine-tuning, bf16 autocast where the CPU has it), users
+# 1..300, each user's last 12 transitions, batch 8, lr 1e-4. LLM_PILOT: 2 epochs, to measure the
+# seed and per-user noise that size the comparison.
 LLM_PILOT = dataclasses.replace(
     QUICK,
     mode="llm-pilot",
     backbone="smollm2-135m",
     n_users=300,
-    compare_plans=("popularity", "token", "hatllm", "iam-heads"),
-    item_inputs=("text",),
-    seeds=(0, 1),
     batch_size=8,
     lr=1e-4,
     max_epochs=2,
@@ -252,14 +223,9 @@ LLM_PILOT = dataclasses.replace(
     min_epochs=2,
     eval_every=1,
 )
-# LLM: the pilot's users at three fine-tuning budgets, 1, 2 and 4 epochs at a constant rate, so
-# one 4-epoch run per (plan, seed) gives all three (train.snapshot), seeds 0-2: what 2 CPU cores
-# do in a session (about 20 min a run). The pilot's sizing (README) says what deciding a 10%
-# change would take: every one of the 6,040 users (about an hour a cell-epoch on 2 CPU cores).
-LLM = dataclasses.replace(
-    LLM_PILOT, mode="llm", seeds=(0, 1, 2), budgets=(1, 2, 4), max_epochs=4, decay_epochs=0,
-    min_epochs=4,
-)  # fmt: skip
+# LLM: the pilot at a constant rate for 4 epochs, so that the first 1 and 2 epochs of a run are
+# exactly the 1- and 2-epoch runs (train.snapshot; the budgets are lab/experiments.py's).
+LLM = dataclasses.replace(LLM_PILOT, mode="llm", max_epochs=4, decay_epochs=0, min_epochs=4)
 
 PRESETS = {"quick": QUICK, "reference": REFERENCE, "full": FULL, "sasrec-full": SASREC_FULL,
            "llm-pilot": LLM_PILOT, "llm": LLM}  # fmt: skip
@@ -278,6 +244,20 @@ def get_config(mode: str | None = None, **overrides) -> Config:
             f"Unknown config fields {sorted(unknown)}; see iam_tutorial.config.Config."
         )
     return dataclasses.replace(PRESETS[mode], **overrides)
+
+
+# Fields of the comparison grid that configs stored before lab/experiments.py still carry.
+RETIRED = ("compare_plans", "item_inputs", "seeds", "budgets")
+
+
+def config_from_dict(values: dict) -> Config:
+    """The Config a stored dict records (JSON lists back to tuples; the retired grid fields of
+    older records dropped); any other unknown field is a ConfigError."""
+    values = {k: v for k, v in values.items() if k not in RETIRED}
+    unknown = set(values) - {f.name for f in dataclasses.fields(Config)}
+    if unknown:
+        raise ConfigError(f"Config fields {sorted(unknown)} are unknown to this version.")
+    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def config_diff(a: Config, b: Config) -> dict[str, tuple]:

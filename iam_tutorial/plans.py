@@ -95,11 +95,9 @@ _PLANS = (
 PLANS: dict[str, Plan] = {p.name: p for p in _PLANS}
 MODEL_PLANS = tuple(PLANS)  # plans that train an ItemGPT
 ALL_PLANS = ("popularity", *MODEL_PLANS)  # plus the popularity baseline
-COMPARE_PLANS = ("popularity", "sasrec", "token", "control", "hatllm", "iam", "iam-alt")
-# On a pretrained LLM: the plans that re-mask its own layers (same weights and FLOPs as `token`, the
-# baseline every pair is measured against), then those that add a sublayer per layer.
-COMPARE_LLM_PLANS = ("token", "hatllm", "iam-heads", "iam-alt")
-LLM_PLANS = (*COMPARE_LLM_PLANS, "iam", "control")
+# On a pretrained LLM: the plans that re-mask its own layers (same weights and FLOPs as `token`),
+# then those that add a sublayer per layer.
+LLM_PLANS = ("token", "hatllm", "iam-heads", "iam-alt", "iam", "control")
 
 
 def get_plan(name: str) -> Plan:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from iam_tutorial.config import Config
+from iam_tutorial.config import Config, ConfigError, config_from_dict
 from iam_tutorial.device import resolve_device
 from iam_tutorial.plans import get_plan
 from iam_tutorial.serialize import Serializer
@@ -198,7 +198,10 @@ def load_model(folder: str | Path, device: str = "auto"):
             f"No saved model in {folder} ({', '.join(missing)} missing); write one with "
             f"iam_tutorial.recommend.save_model(model, data, folder)."
         )
-    cfg = config_from_dict(read_json(folder / "config.json"), folder)
+    try:  # a field this version lacks is an error; older records' grid fields are dropped
+        cfg = config_from_dict(read_json(folder / "config.json"))
+    except ConfigError as e:
+        raise RecommendError(f"{folder / 'config.json'}: {e}") from None
     catalog = read_json(folder / "catalog.json")
     movie_ids = np.array(catalog["movie_ids"])
     text = get_plan(cfg.plan).text
@@ -225,16 +228,6 @@ def load_model(folder: str | Path, device: str = "auto"):
         catalog.get("source", ""),
     )
     return load_weights(folder, data, resolve_device(device)), data
-
-
-def config_from_dict(values: dict, folder: Path) -> Config:
-    """The saved Config (JSON lists back to tuples); a field this version lacks is an error."""
-    unknown = set(values) - {f.name for f in dataclasses.fields(Config)}
-    if unknown:
-        raise RecommendError(
-            f"{folder / 'config.json'} has fields {sorted(unknown)} this version lacks."
-        )
-    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def load_weights(folder: Path, data: SavedData, device: torch.device):

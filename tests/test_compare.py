@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -5,8 +6,11 @@ import pytest
 
 import iam_tutorial.lab.compare as compare
 from iam_tutorial.config import get_config
+from iam_tutorial.lab import report, runner, store
+from iam_tutorial.lab.experiments import EXPERIMENTS
 from iam_tutorial.lab.stats import verdicts
-from iam_tutorial.plans import COMPARE_PLANS
+
+COMPARE_PLANS = EXPERIMENTS["full"].plans
 
 TINY = dict(n_users=10, n_layer=2, n_head=2, n_embd=16, max_items=5, max_tokens=80, vocab_size=300,
             batch_size=5, max_epochs=1)  # fmt: skip
@@ -21,7 +25,7 @@ def env(monkeypatch, synthetic_root, tmp_path):
 
 def test_comparison_table_and_resume(env, monkeypatch):
     plans, seeds = ("popularity", "token", "iam"), (0, 1)
-    table = compare.run_comparison("quick", plans, seeds, env, progress=False, **TINY)
+    table = runner.run_comparison("quick", plans, seeds, env, progress=False, **TINY)
     cells = {"popularity", "token", "token+id", "iam", "iam+id"}
     assert set(table.cell) == cells and set(table.seed) == set(seeds)
     assert (env / "comparison.csv").exists() and len(list((env / "runs").glob("*.json"))) == 10
@@ -30,38 +34,36 @@ def test_comparison_table_and_resume(env, monkeypatch):
         len(stored["ranks"]["test"]["seen_excluded"]) == 10
         and stored["config"]["item_input"] == "text+id"
     )
-    summary = compare.summarize(table, n_layer=2)
+    summary = report.summarize(table, n_layer=2)
     assert set(summary.index) == cells and (summary["seeds"] == 2).all()
     assert summary.loc["iam", "layers"] == "intra+inter · intra+inter"
 
     def no_training(*args, **kwargs):
         raise AssertionError("finished cells must not be retrained")
 
-    monkeypatch.setattr(compare, "run", no_training)
-    again = compare.run_comparison("quick", plans, seeds, env, progress=False, **TINY)
+    monkeypatch.setattr(runner, "run", no_training)
+    again = runner.run_comparison("quick", plans, seeds, env, progress=False, **TINY)
     assert again.equals(table)
     with pytest.raises(AssertionError, match="retrained"):  # a changed config is not reused
-        compare.run_comparison(
-            "quick", ("token",), (0,), env, progress=False, **{**TINY, "lr": 0.1}
-        )
-    monkeypatch.setattr(compare, "code_hash", lambda: "edited-code")
+        runner.run_comparison("quick", ("token",), (0,), env, progress=False, **{**TINY, "lr": 0.1})
+    monkeypatch.setattr(store, "code_hash", lambda: "edited-code")
     with pytest.raises(AssertionError, match="retrained"):  # nor is a cell of other code
-        compare.run_comparison("quick", ("token",), (0,), env, progress=False, **TINY)
+        runner.run_comparison("quick", ("token",), (0,), env, progress=False, **TINY)
 
 
 def test_parallel_workers_write_the_same_cells(env):
-    serial = compare.run_comparison(
+    serial = runner.run_comparison(
         "quick", ("token",), (0, 1), env / "a", progress=False, inputs=("text",), **TINY
     )
-    parallel = compare.run_comparison("quick", ("token",), (0, 1), env / "b", progress=False, inputs=("text",),
+    parallel = runner.run_comparison("quick", ("token",), (0, 1), env / "b", progress=False, inputs=("text",),
                                       parallel=2, **TINY)  # fmt: skip
     assert serial.drop(columns="train_seconds").equals(parallel.drop(columns="train_seconds"))
 
 
 def test_report_prints_verdicts(env):
     base = get_config("quick", **TINY)
-    table = compare.run_comparison("quick", ("token", "iam"), (0, 1), env, progress=False, **TINY)
-    text = compare.report(base, compare.load_cells(env), table)
+    table = runner.run_comparison("quick", ("token", "iam"), (0, 1), env, progress=False, **TINY)
+    text = report.report(base, store.load_cells(env), table)
     assert "95% CI" in text and "pessimistic ties" in text
     assert any(v in text for v in ("better", "worse", "not separated"))
     assert "iam+id" in text and "token+id" in text
@@ -90,7 +92,7 @@ def test_cli_bad_input_is_one_line_exit_2(env, capsys):
 def test_plot_comparison(env):
     from iam_tutorial.viz import plot_comparison
 
-    table = compare.run_comparison(
+    table = runner.run_comparison(
         "quick", ("popularity", "token"), (0, 1), env, progress=False, **TINY
     )
     fig = plot_comparison(table, "title")
@@ -99,9 +101,9 @@ def test_plot_comparison(env):
 
 def test_plans_with_identical_layers_are_trained_once():
     notes = []
-    two = compare.distinct_plans(COMPARE_PLANS, get_config("quick", n_layer=2), notes.append)
+    two = runner.distinct_plans(COMPARE_PLANS, get_config("quick", n_layer=2), notes.append)
     assert "iam-alt" not in two and "hatllm" in two and "iam-alt" in notes[0]
-    assert compare.distinct_plans(COMPARE_PLANS, get_config("quick", n_layer=3)) == list(
+    assert runner.distinct_plans(COMPARE_PLANS, get_config("quick", n_layer=3)) == list(
         COMPARE_PLANS
     )
 
@@ -124,10 +126,10 @@ def test_bootstrap_ci_and_verdicts():
 
 
 def test_decision_table_agrees_with_verdicts(env):
-    table = compare.run_comparison("quick", ("popularity", "token", "iam"), (0, 1), env,
+    table = runner.run_comparison("quick", ("popularity", "token", "iam"), (0, 1), env,
                                    progress=False, **TINY)  # fmt: skip
-    results = compare.load_cells(env)
-    decided = compare.decision_table(results, table, n_layer=TINY.get("n_layer", 3))
+    results = store.load_cells(env)
+    decided = report.decision_table(results, table, n_layer=TINY.get("n_layer", 3))
     assert list(decided.index) == ["popularity", "token", "token+id", "iam", "iam+id"]
     assert {"NDCG@10", "vs token", "vs control", "vs text only", "seeds", "best epoch"} <= set(
         decided
@@ -141,7 +143,7 @@ def test_decision_table_agrees_with_verdicts(env):
         decided.loc["iam+id", "vs token"]
         == f"{row.change} [{row.ci_low}, {row.ci_high}] {row.verdict}{mde}"
     )
-    markdown = compare.to_markdown(decided).splitlines()
+    markdown = report.to_markdown(decided).splitlines()
     assert markdown[0].startswith("| cell | layers | NDCG@10") and len(markdown) == 2 + len(decided)
 
 
@@ -202,16 +204,16 @@ def test_paired_t_and_mde():
 
 
 def test_no_stored_cells_says_how_to_train(tmp_path):
-    with pytest.raises(compare.NoCells, match=r"No cells are stored in .*quick/runs.*--mode quick"):
-        compare.load_cells(tmp_path / "quick", required=True)
-    assert compare.load_cells(tmp_path / "quick") == []
+    with pytest.raises(store.NoCells, match=r"No cells are stored in .*quick/runs.*--mode quick"):
+        store.load_cells(tmp_path / "quick", required=True)
+    assert store.load_cells(tmp_path / "quick") == []
     with pytest.raises(SystemExit) as exit_:
         compare.main(["--mode", "quick", "--report-only", "--out", str(tmp_path / "quick")])
     assert exit_.value.code == 2
 
 
 def test_printed_report_fits_100_columns_and_the_full_one_is_written(env, capsys):
-    compare.run_comparison("quick", ("popularity", "token", "iam"), (0,), env, progress=False,
+    runner.run_comparison("quick", ("popularity", "token", "iam"), (0,), env, progress=False,
                            **TINY)  # fmt: skip
     compare.main(["--mode", "quick", "--report-only", "--out", str(env)])
     printed = capsys.readouterr().out
@@ -222,11 +224,9 @@ def test_printed_report_fits_100_columns_and_the_full_one_is_written(env, capsys
 
 
 def test_short_verdicts():
-    assert (
-        compare.short("+5.5% [-24.6%, +44.9%] not separated (MDE 52%)") == "+5.5% [-25, +45] n.s."
-    )
-    assert compare.short("+87.7% [+34.0%, +175.8%] better") == "+87.7% [+34, +176] better"
-    assert compare.short("—") == "—"
+    assert report.short("+5.5% [-24.6%, +44.9%] not separated (MDE 52%)") == "+5.5% [-25, +45] n.s."
+    assert report.short("+87.7% [+34.0%, +175.8%] better") == "+87.7% [+34, +176] better"
+    assert report.short("—") == "—"
 
 
 def test_one_seed_says_why_it_has_no_verdict():
@@ -237,9 +237,9 @@ def test_one_seed_says_why_it_has_no_verdict():
     ref = np.random.default_rng(0).random((1, 200))
     one = test_pair(ref * 1.5, ref)
     assert one["ci_low"] > 0 and one["verdict"] == "no verdict (1 seed)"
-    text = compare.change_text(one)
+    text = report.change_text(one)
     assert text == f"+50.0% [{one['ci_low']:+.1%}, {one['ci_high']:+.1%}] no verdict (1 seed)"
-    assert compare.short(text).endswith("] 1 seed")
+    assert report.short(text).endswith("] 1 seed")
     results = [{"cell": c, "plan": c, "seed": 0, "ranks": {"test": {"seen_excluded": r}}}
                for c, r in (("iam", [0, 1, 2, 3]), ("token", [1, 2, 3, 4]))]  # fmt: skip
     row = verdicts(results, (("iam", "token"),)).iloc[0]
@@ -269,14 +269,14 @@ def test_variance_components_recover_a_simulated_design():
 
 def test_budgets_train_each_cell_once_and_resume(env, monkeypatch, capsys):
     """Budgets 1 and 2: one 2-epoch run per (plan, seed), its epoch-1 snapshot stored as the
-    1-epoch cell; a second call trains nothing; a new seed trains only that seed; the grid is
-    not part of a cell's fingerprint."""
+    1-epoch cell; a second call trains nothing; a new seed trains only that seed (the grid is
+    the experiment's, never a cell's config)."""
     budgeted = {**TINY, "max_epochs": 2, "min_epochs": 2, "decay_epochs": 0, "budgets": (1, 2)}
     runs = []
-    real_run = compare.run
-    monkeypatch.setattr(compare, "run", lambda cfg, **kw: runs.append(cfg) or real_run(cfg, **kw))
+    real_run = runner.run
+    monkeypatch.setattr(runner, "run", lambda cfg, **kw: runs.append(cfg) or real_run(cfg, **kw))
     plans = ("popularity", "token")
-    out = compare.run_comparison("quick", plans, (0,), env, progress=False, inputs=("text",),
+    out = runner.run_comparison("quick", plans, (0,), env, progress=False, inputs=("text",),
                                  **budgeted)  # fmt: skip
     assert sorted(out) == [1, 2] and [(c.plan, c.max_epochs) for c in runs] == [
         ("popularity", 2), ("popularity", 1), ("token", 2)]  # fmt: skip
@@ -285,16 +285,43 @@ def test_budgets_train_each_cell_once_and_resume(env, monkeypatch, capsys):
         assert cells == {"popularity_seed0.json", "token_seed0.json"}
         assert json.loads((env / f"epochs-{b}/runs/token_seed0.json").read_text())["epochs"] == b
     runs.clear()
-    compare.run_comparison("quick", plans, (0, 1), env, progress=False, inputs=("text",),
+    runner.run_comparison("quick", plans, (0, 1), env, progress=False, inputs=("text",),
                            **budgeted)  # fmt: skip
     assert [(c.plan, c.seed) for c in runs] == [("popularity", 1), ("popularity", 1), ("token", 1)]
-    cfg = get_config("quick", **budgeted)
-    assert compare.fingerprint(cfg) == compare.fingerprint(
-        get_config("quick", **{**budgeted, "seeds": (5, 6), "budgets": (1,)})
-    )
-    assert compare.fingerprint(cfg) != compare.fingerprint(
-        get_config("quick", **{**budgeted, "lr": 1.0})
-    )
-    text = compare.publish_budgets(cfg, {b: compare.load_cells(env / f"epochs-{b}") for b in (1, 2)},
+    cfg = get_config("quick", **{k: v for k, v in budgeted.items() if k != "budgets"})
+    assert store.fingerprint(cfg) != store.fingerprint(dataclasses.replace(cfg, lr=1.0))
+    text = report.publish_budgets(cfg, {b: store.load_cells(env / f"epochs-{b}") for b in (1, 2)},
                                    env)  # fmt: skip
     assert "epochs" in text and (env / "budgets.txt").exists() and "token" in text
+
+
+def test_stored_cells_of_every_results_folder_still_read():
+    """Cells stored before lab/experiments.py carry the grid in their config dicts: they still
+    give a Config (the retired grid fields dropped) whose fingerprint is the one they stored."""
+    from iam_tutorial.config import RETIRED, config_from_dict
+    from iam_tutorial.paths import REPO_ROOT
+
+    paths = sorted((REPO_ROOT / "results").glob("**/runs/*.json"))
+    assert paths
+    old = 0
+    for path in paths:
+        stored = json.loads(path.read_text())
+        cfg = config_from_dict(stored["config"])
+        assert store.cell_name(cfg) == stored["cell"]
+        old += bool(set(RETIRED) & set(stored["config"]))
+    assert old  # the committed cells do include old ones
+
+
+def test_an_experiment_the_plans_cannot_fill_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        compare.main(["--plans", "hatllm", "--set", "n_layer=1", "--report-only"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Experiment plans=") and "n_layer >= 2" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_set_may_name_the_grid_as_the_scripts_do():
+    args = compare.parse_args(["--mode", "llm", "--set", "seeds=[0,1]", "n_users=40"])
+    exp = compare.experiment_from_args(args)
+    assert exp.seeds == (0, 1) and exp.run.n_users == 40 and exp.budgets == (1, 2, 4)

@@ -26,7 +26,7 @@ def env(monkeypatch, synthetic_root, tmp_path):
 def test_cell_groups_put_the_required_cells_first():
     groups = full.cell_groups(get_config("full"), full.PLANS_FULL, ("text+id", "text"), (0, 1, 2),
                               (3, 4))  # fmt: skip
-    names = [{f"{full.compare.cell_name(c)}_{c.seed}" for c in g} for g in groups]
+    names = [{f"{full.store.cell_name(c)}_{c.seed}" for c in g} for g in groups]
     assert [len(g) for g in groups] == [18, 12, 12, 8]
     assert {"popularity_0", "sasrec_2", "iam+id_1", "control+id_0"} <= names[0]
     assert "iam_0" in names[1] and "sasrec_3" in names[2] and "hatllm_4" in names[3]

@@ -44,8 +44,9 @@ def test_readme_llm_table_is_the_stored_cells():
     """The README's top answer is regenerated from results/llm/, never typed: the block between its
     `llm-table` markers equals `budget_markdown` of the committed cells."""
     from iam_tutorial.lab.compare import budget_dir, budget_markdown, load_cells
+    from iam_tutorial.lab.experiments import EXPERIMENTS
 
-    llm = config.get_config("llm")
+    llm = EXPERIMENTS["llm"]
     by_budget = {b: load_cells(budget_dir(REPO_ROOT / "results" / "llm", b), required=True)
                  for b in llm.budgets}  # fmt: skip
     text = (REPO_ROOT / "README.md").read_text()

@@ -7,7 +7,7 @@ file. Worker processes on the one GPU first time a few seconds of steps of every
 at once; sizing.py turns those times into one epoch count for every cell that ends inside the
 budget, dropping optional groups (the other item input, more seeds) while too few epochs fit. Each
 cell also gets a wall-clock cap (`max_train_seconds`) and is written atomically when it ends
-(compare.write_cell), so a call cut short keeps its finished cells. The workers are workers.py;
+(store.write_cell), so a call cut short keeps its finished cells. The workers are workers.py;
 scripts/full_gpu.sh is the GPU call. Writes <out>/runs/*.json (per-user ranks), comparison.csv,
 report.txt (CIs), summary.txt, sizing.json and comparison.png.
 """
@@ -22,7 +22,8 @@ from pathlib import Path
 
 from iam_tutorial.cli import add_config_args, config_from_args, fail, guarded
 from iam_tutorial.config import Config
-from iam_tutorial.lab import compare, sizing, workers
+from iam_tutorial.lab import runner, sizing, store, workers
+from iam_tutorial.lab.report import protocol_line, report
 from iam_tutorial.paths import results_dir
 from iam_tutorial.plans import PLANS
 
@@ -35,9 +36,9 @@ def cell_groups(base: Config, plans, inputs, seeds, extra_seeds=()) -> list[list
     groups, seen = [], set()
     for seed_set in (seeds, extra_seeds):
         for item_input in inputs if seed_set else ():
-            group = compare.cells(base, plans, (item_input,), seed_set)  # baselines: once
-            group = [c for c in group if (compare.cell_name(c), c.seed) not in seen]
-            seen |= {(compare.cell_name(c), c.seed) for c in group}
+            group = runner.cells(base, plans, (item_input,), seed_set)  # baselines: once
+            group = [c for c in group if (store.cell_name(c), c.seed) not in seen]
+            seen |= {(store.cell_name(c), c.seed) for c in group}
             groups.append(group)
     return [g for g in groups if g]
 
@@ -94,7 +95,7 @@ def run_full(base: Config, groups: list[list[Config]], out_dir: Path, budget: fl
 
 
 def _name(cfg: Config) -> str:
-    return f"{compare.cell_name(cfg)}_seed{cfg.seed}"
+    return f"{store.cell_name(cfg)}_seed{cfg.seed}"
 
 
 def size_cells(pool, groups, models, deadline, least, seconds, epochs, most, log) -> dict:
@@ -104,15 +105,15 @@ def size_cells(pool, groups, models, deadline, least, seconds, epochs, most, log
         log("timing every kind of cell at once:")
         timings, failed = workers.calibrate(pool, models, seconds, deadline, log)
         room = deadline - time.time() - max(5.0, 0.03 * (deadline - start))
-        kinds = [[compare.cell_name(c) for c in g if c.plan != "popularity"] for g in groups]
+        kinds = [[store.cell_name(c) for c in g if c.plan != "popularity"] for g in groups]
         kinds = [[k for k in g if k in timings] for g in kinds]
         kept, epochs = sizing.choose(kinds, timings, pool.lanes, room, most, least)
     else:  # a fixed count: no timing, and each cell ends on its cap if the count is too many
         timings, failed, kept, room = {}, {}, len(groups), None
     chosen = [c for g in groups[:kept] for c in g
-              if c.plan != "popularity" and (not timings or compare.cell_name(c) in timings)]  # fmt: skip
+              if c.plan != "popularity" and (not timings or store.cell_name(c) in timings)]  # fmt: skip
     if timings:  # longest first, as sizing assumed
-        chosen = [chosen[i] for i in sizing.longest_first(list(map(compare.cell_name, chosen)), timings)]  # fmt: skip
+        chosen = [chosen[i] for i in sizing.longest_first(list(map(store.cell_name, chosen)), timings)]  # fmt: skip
     return {"epochs": epochs, "kept_groups": kept, "room_seconds": room, "timings": timings,
             "failed": failed, "chosen": chosen, "timing_seconds": round(time.time() - start, 1),
             "dropped": [_name(c) for g in groups[kept:] for c in g]}  # fmt: skip
@@ -128,22 +129,22 @@ def train_cells(pool, groups, plan: dict, split, out_dir, deadline, log) -> dict
         pool.retire(pool.lanes - len(chosen))  # idle workers would only hold memory
     start, fallback = time.time(), min(10.0, 0.1 * (deadline - time.time()))
     for cfg in chosen:
-        reserve = timings[compare.cell_name(cfg)].final_seconds() + 2 if timings else fallback
+        reserve = timings[store.cell_name(cfg)].final_seconds() + 2 if timings else fallback
         pool.tasks.put(("train", dataclasses.replace(cfg, max_epochs=epochs), (deadline, reserve)))
-    cells = [timings[compare.cell_name(c)].cell_seconds(epochs) for c in chosen]
+    cells = [timings[store.cell_name(c)].cell_seconds(epochs) for c in chosen]
     predicted = sizing.makespan(cells, pool.lanes) if timings else None
     log(f"{len(chosen)} cells x {epochs} epochs on {pool.lanes} lanes" + (
         f", predicted to end in {predicted:.0f} s of {deadline - start:.0f} s" if timings else ""))  # fmt: skip
     popular = [c for g in groups for c in g if c.plan == "popularity"]
     for cfg in popular:  # seconds of CPU, here, while the workers train
-        compare.write_cell(cfg, run(cfg, split=split), out_dir)
+        store.write_cell(cfg, run(cfg, split=split), out_dir)
     reports = pool.collect(len(chosen), deadline + 20, log)
     ended = {(k, s): v for verb, k, s, v in reports if verb == "train"}
     failed = {f"{k}_seed{s}": v for verb, k, s, v in reports if verb == "failed"}
     return {"lanes": pool.lanes, "predicted_train_seconds": predicted and round(predicted, 1),
             "train_seconds": round(time.time() - start, 1), "failed": plan["failed"] | failed,
             "cells_report": {f"{k}_seed{s}": v for (k, s), v in ended.items()},
-            "done": popular + [c for c in chosen if (compare.cell_name(c), c.seed) in ended]}  # fmt: skip
+            "done": popular + [c for c in chosen if (store.cell_name(c), c.seed) in ended]}  # fmt: skip
 
 
 # --- outputs and the command line ---------------------------------------------------------------
@@ -154,18 +155,18 @@ def write_outputs(base: Config, facts: dict, out_dir: Path) -> str:
     returns the short table."""
     from iam_tutorial.viz import plot_comparison, save_fig
 
-    paths = [compare.cell_path(c, out_dir) for c in facts["cells"]]
+    paths = [store.cell_path(c, out_dir) for c in facts["cells"]]
     results = [json.loads(p.read_text()) for p in paths if p.exists()]
-    table = compare.tidy(results)
+    table = store.tidy(results)
     table.to_csv(out_dir / "comparison.csv", index=False, float_format="%.6f")
     base = dataclasses.replace(base, max_epochs=facts.get("epochs") or base.max_epochs)
     try:  # a one-shot GPU call must still return its cells if a table cannot be made
-        report = compare.report(base, results, table)
-        fig = plot_comparison(table, compare.protocol_line(base, table))
+        text = report(base, results, table)
+        fig = plot_comparison(table, protocol_line(base, table))
         save_fig(fig, "comparison", folder=out_dir)
     except Exception as error:
-        report = f"report failed: {error!r}"
-    (out_dir / "report.txt").write_text(report + "\n")
+        text = f"report failed: {error!r}"
+    (out_dir / "report.txt").write_text(text + "\n")
     short = short_table(results, facts)
     (out_dir / "summary.txt").write_text(short + "\n")
     return short

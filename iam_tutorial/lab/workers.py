@@ -16,7 +16,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from iam_tutorial.config import Config
-from iam_tutorial.lab import compare, sizing
+from iam_tutorial.lab import sizing, store
 from iam_tutorial.plans import PLANS
 
 WARMUP_STEPS = 2  # untimed first steps (CUDA context, cuBLAS handles, allocator growth)
@@ -45,9 +45,9 @@ def worker(shared_path, out_dir, tasks, reports, barrier, threads: int):
                     barrier.wait(timeout=60)
                 first = False
             work = measure if verb == "time" else train_cell
-            reports.put((verb, compare.cell_name(cfg), cfg.seed, work(cfg, data, arg, out_dir)))
+            reports.put((verb, store.cell_name(cfg), cfg.seed, work(cfg, data, arg, out_dir)))
         except Exception as error:  # out of memory, say: report it, keep serving
-            reports.put(("failed", compare.cell_name(cfg), cfg.seed, f"{verb}: {error!r}"[:400]))
+            reports.put(("failed", store.cell_name(cfg), cfg.seed, f"{verb}: {error!r}"[:400]))
         if torch.cuda.is_available():  # the next task's peak memory is its own
             torch.cuda.empty_cache()
 
@@ -128,7 +128,7 @@ def train_cell(cfg: Config, data, arg, out_dir) -> dict:
     started = time.time()
     results = train(data.for_config(cfg), progress=False)[1]
     results["worker"] = {"pid": os.getpid(), "started": started, "ended": time.time()}
-    stored = compare.write_cell(cfg, results, out_dir)
+    stored = store.write_cell(cfg, results, out_dir)
     return {"epochs": stored["epochs"], "stopped_by": stored["stopped_by"],
             "test_NDCG@10": stored["test"]["seen_excluded"]["NDCG@10"],
             "train_seconds": stored["train_seconds"], "ended": stored["worker"]["ended"]}  # fmt: skip
@@ -207,10 +207,10 @@ def _mean_timing(measured: list[dict]) -> sizing.Timing:
 def calibrate(pool: Pool, cells: list[Config], seconds: float, until: float, log=print):
     """Time every kind, then end lanes while the largest cells would not fit the GPU together
     (or a kind ran out of memory), and time again at the new width."""
-    kinds = {compare.cell_name(c): c for c in cells}
+    kinds = {store.cell_name(c): c for c in cells}
     for _ in range(3):
         timings, failed = time_kinds(pool, kinds, seconds, until)
-        timed = [compare.cell_name(c) for c in cells if compare.cell_name(c) in timings]
+        timed = [store.cell_name(c) for c in cells if store.cell_name(c) in timings]
         fit = sizing.lanes_that_fit(timed, timings, pool.lanes)
         short = [k for k, error in failed.items() if "out of memory" in error.lower()]
         fit = min(fit, max(1, pool.lanes // 2)) if short else fit  # other errors: not retried
