@@ -224,7 +224,7 @@ LLM_PILOT = dataclasses.replace(
     eval_every=1,
 )
 # LLM: the pilot at a constant rate for 4 epochs, so that the first 1 and 2 epochs of a run are
-# exactly the 1- and 2-epoch runs (train.snapshot; the budgets are lab/experiments.py's).
+# exactly the 1- and 2-epoch runs (lab/hooks.py; the budgets are lab/experiments.py's).
 LLM = dataclasses.replace(LLM_PILOT, mode="llm", max_epochs=4, decay_epochs=0, min_epochs=4)
 
 PRESETS = {"quick": QUICK, "reference": REFERENCE, "full": FULL, "sasrec-full": SASREC_FULL,

@@ -7,11 +7,11 @@ weights kept, bf16 autocast and torch.compile as GPU options. The CLI writes one
 
 import argparse
 import copy
-import dataclasses
 import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +55,20 @@ def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.AdamW:
     # on CPU it is 4x faster than the per-tensor loop: a quarter of a SmolLM2 step otherwise.
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), fused=fused)
+
+
+def make_schedule(optimizer, data: Prepared):
+    """Warmup, then cosine decay to 0.1x over `decay_epochs` (or all epochs), then flat: the
+    epochs after the decay show whether validation has plateaued. decay_epochs=0: a constant rate
+    after a warmup of `warmup_frac` of one epoch, which no later epoch changes (budgets)."""
+    cfg = data.cfg
+    if cfg.decay_epochs == 0:
+        warmup = max(1, int(cfg.warmup_frac * data.steps_per_epoch()))
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, None, warmup))
+    decay = min(cfg.decay_epochs or cfg.max_epochs, cfg.max_epochs)
+    total = min(decay * data.steps_per_epoch(), cfg.max_steps or math.inf)
+    warmup = max(1, int(cfg.warmup_frac * total))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
 
 
 def model_scorer(model: ItemGPT, data: Prepared, split: str, device):
@@ -109,6 +123,50 @@ class NonFiniteLoss(ConfigError):
     """Training diverged (a NaN or infinite loss); the message says where and what to try."""
 
 
+@dataclass
+class RunState:
+    """Everything a training run holds between epochs: what `on_epoch` hooks see, what a
+    checkpoint saves (lab/hooks.py), `epoch` the epochs done."""
+
+    data: Prepared
+    device: torch.device
+    model: torch.nn.Module
+    loss_fn: Callable
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator
+    log: dict
+    best: BestEpoch
+    epoch: int = 0
+
+
+def start_run(data: Prepared) -> RunState:
+    """A fresh run of `data.cfg`: seeded, its model built on the device, AdamW and its schedule."""
+    cfg, device = data.cfg, resolve_device(data.cfg.device)
+    seed_everything(cfg.seed)
+    model = build_model(cfg, data.serializer).to(device)
+    loss_fn = torch.compile(model.loss) if cfg.compile else model.loss
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_schedule(optimizer, data)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    log = {"step": [], "loss": [], "epoch": [], "valid_" + HEADLINE: [], "seconds": [], "tokens": 0,
+           "train_seconds": 0.0}  # fmt: skip
+    best = BestEpoch(cfg.patience, cfg.min_epochs)
+    return RunState(data, device, model, loss_fn, optimizer, scheduler, generator, log, best)
+
+
+def train_step(model, loss_fn, optimizer, scheduler, batch: Batch, cfg: Config) -> float:
+    """One AdamW step on `batch` (bf16 autocast if configured, gradient clipping); the loss."""
+    with torch.autocast(batch.tokens.device.type, torch.bfloat16, enabled=cfg.bf16):
+        loss = loss_fn(batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return loss.item()
+
+
 def run_epoch(model, loss_fn, optimizer, scheduler, batches, cfg: Config, log: dict, on_step,
               deadline: float) -> str | None:  # fmt: skip
     """Train on one epoch's batches; returns why it stopped early ("steps" or "time") or None."""
@@ -131,117 +189,57 @@ def run_epoch(model, loss_fn, optimizer, scheduler, batches, cfg: Config, log: d
     return None
 
 
-def make_schedule(optimizer, data: Prepared):
-    """Warmup, then cosine decay to 0.1x over `decay_epochs` (or all epochs), then flat: the
-    epochs after the decay show whether validation has plateaued. decay_epochs=0: a constant rate
-    after a warmup of `warmup_frac` of one epoch, which no later epoch changes (budgets)."""
-    cfg = data.cfg
-    if cfg.decay_epochs == 0:
-        warmup = max(1, int(cfg.warmup_frac * data.steps_per_epoch()))
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, None, warmup))
-    decay = min(cfg.decay_epochs or cfg.max_epochs, cfg.max_epochs)
-    total = min(decay * data.steps_per_epoch(), cfg.max_steps or math.inf)
-    warmup = max(1, int(cfg.warmup_frac * total))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
+def validate(state: RunState, epoch: int, bar) -> None:
+    """Validation NDCG@10 of the model after `epoch`, logged; the best epoch kept (BestEpoch)."""
+    bar.set_postfix_str(f"validating epoch {epoch}")
+    ranks = evaluate_model(state.model, state.data, "valid", state.device, ranks=True)
+    valid = headline({p: metrics_from_ranks(r) for p, r in ranks.items()}, state.data.cfg)
+    state.best.update(epoch, valid, state.model, ranks)
+    state.log["epoch"].append(epoch)
+    state.log["valid_" + HEADLINE].append(round(valid, 5))
+    bar.set_postfix_str(f"epoch {epoch} valid {HEADLINE} {valid:.4f}")
 
 
-def train(data: Prepared, progress: bool = True, checkpoint: Path | None = None,
-          snapshots=(), on_snapshot=None):  # fmt: skip
+def train(data: Prepared, progress: bool = True, on_epoch: Callable | None = None):
     """Train one model on `data` (its `cfg` is the run's config): whole epochs, validation every
     `eval_every` epochs, the best epoch's weights kept, stopped by patience, `max_epochs`,
-    `max_steps` or `max_train_seconds`. With `checkpoint`, the state after every epoch is saved
-    there and a restarted run resumes from it. At each epoch E of `snapshots`, `on_snapshot` gets
-    the results a run of E epochs would give (`snapshot`). Returns (model, results dict)."""
-    cfg, device = data.cfg, resolve_device(data.cfg.device)
-    snapshots = check_snapshots(cfg, snapshots)
-    seed_everything(cfg.seed)
-    model = build_model(cfg, data.serializer).to(device)
-    loss_fn = torch.compile(model.loss) if cfg.compile else model.loss
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_schedule(optimizer, data)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    log = {"step": [], "loss": [], "epoch": [], "valid_" + HEADLINE: [], "seconds": [], "tokens": 0,
-           "train_seconds": 0.0}  # fmt: skip
-    best, first = BestEpoch(cfg.patience, cfg.min_epochs), 1
-    parts = (model, optimizer, scheduler, generator, log, best)
-    if checkpoint and Path(checkpoint).exists():
-        first = resume(checkpoint, cfg, *parts) + 1
+    `max_steps` or `max_train_seconds`. `on_epoch(state)` (minGPT's callback) is called before
+    the first epoch (state.epoch 0: a hook may restore a saved run there) and after every epoch;
+    the lab's hooks take budget snapshots and checkpoints (lab/hooks.py). Returns (model, results)."""
+    cfg, hook = data.cfg, on_epoch or (lambda state: None)
+    state = start_run(data)
+    hook(state)
+    log, s = state.log, state
     bar = progress_bar(cfg, data, progress, done=len(log["step"]))
     deadline = time.perf_counter() + (cfg.max_train_seconds or math.inf) - sum(log["seconds"][-1:])
-
-    def on_step(loss: float) -> None:
-        bar.update()
-        bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-
-    stopped, epoch = None, first - 1
-    for epoch in range(first, cfg.max_epochs + 1):
+    stopped = None
+    for epoch in range(state.epoch + 1, cfg.max_epochs + 1):
         start = time.perf_counter()
-        stopped = run_epoch(model, loss_fn, optimizer, scheduler, data.epoch(generator), cfg, log,
-                            on_step, deadline)  # fmt: skip
+        stopped = run_epoch(s.model, s.loss_fn, s.optimizer, s.scheduler, data.epoch(s.generator),
+                            cfg, log, lambda loss: step_bar(bar, loss), deadline)  # fmt: skip
         log["train_seconds"] += time.perf_counter() - start
         evaluated = epoch % cfg.eval_every == 0 or stopped or epoch == cfg.max_epochs
         if evaluated:
-            bar.set_postfix_str(f"validating epoch {epoch}")
-            ranks = evaluate_model(model, data, "valid", device, ranks=True)
-            valid = headline({p: metrics_from_ranks(r) for p, r in ranks.items()}, cfg)
-            best.update(epoch, valid, model, ranks)
-            log["epoch"].append(epoch)
-            log["valid_" + HEADLINE].append(round(valid, 5))
-            bar.set_postfix_str(f"epoch {epoch} valid {HEADLINE} {valid:.4f}")
-        elapsed = log["seconds"][-1] if log["seconds"] else 0.0
-        log["seconds"].append(round(elapsed + time.perf_counter() - start, 1))
-        if epoch in snapshots and on_snapshot:  # before the checkpoint: a restart redoes it
-            on_snapshot(snapshot(model, data, device, log, best, epoch))
-        if checkpoint:
-            save_checkpoint(checkpoint, cfg, epoch, *parts)
-        if stopped or (evaluated and best.patience_out(epoch)):
+            validate(state, epoch, bar)
+        log["seconds"].append(round(sum(log["seconds"][-1:]) + time.perf_counter() - start, 1))
+        state.epoch = epoch
+        hook(state)  # a snapshot or checkpoint sees the epoch as it ended
+        if stopped or (evaluated and state.best.patience_out(epoch)):
             break
         if evaluated and time.perf_counter() >= deadline:  # validation counts towards the cap
             stopped = "time"
             break
     bar.total = bar.n  # the run ended where it ended: the bar closes full
     bar.close()
-    model.load_state_dict(best.state)
-    results = results_of(model, data, device, log, best.epoch, epoch,
-                         "time" if stopped == "time" else None, best.ranks)  # fmt: skip
-    if checkpoint:
-        Path(checkpoint).unlink(missing_ok=True)
-    return model, results
+    s.model.load_state_dict(s.best.state)
+    results = results_of(s.model, data, s.device, log, s.best.epoch, s.epoch,
+                         "time" if stopped == "time" else None, s.best.ranks)  # fmt: skip
+    return s.model, results
 
 
-def check_snapshots(cfg: Config, snapshots) -> list[int]:
-    """The snapshot epochs, sorted, if each is exactly a shorter run of this config: a constant
-    rate (decay_epochs=0), no early stop before the last, validated there, no step or time cap."""
-    snapshots = sorted(set(snapshots))
-    if not snapshots:
-        return snapshots
-    why = [
-        (cfg.decay_epochs != 0, "a constant rate (decay_epochs=0)"),
-        (snapshots[-1] >= cfg.max_epochs or snapshots[0] < 1, f"epochs in 1..{cfg.max_epochs - 1}"),
-        (cfg.min_epochs < snapshots[-1], f"min_epochs >= {snapshots[-1]} (no early stop before)"),
-        (any(e % cfg.eval_every for e in snapshots), f"multiples of eval_every={cfg.eval_every}"),
-        (cfg.max_steps is not None or cfg.max_train_seconds is not None, "no step or time cap"),
-    ]
-    needs = [need for failed, need in why if failed]
-    if needs:
-        raise ConfigError(f"Snapshots {snapshots} need " + ", ".join(needs) + ".")
-    return snapshots
-
-
-def budget_config(cfg: Config, epochs: int) -> Config:
-    """The config of a run of `epochs` epochs that is otherwise `cfg`: a budget of a comparison."""
-    return dataclasses.replace(cfg, max_epochs=epochs, min_epochs=min(cfg.min_epochs, epochs))
-
-
-def snapshot(model, data: Prepared, device, log: dict, best: BestEpoch, epoch: int) -> dict:
-    """The results of a run of `epoch` epochs, taken mid-run: with a constant rate the first
-    `epoch` epochs of a longer run are that run step for step, so its record (config with
-    max_epochs=epoch, best epoch so far, test on its weights) is what training it alone gives."""
-    shorter = budget_config(data.cfg, epoch)
-    weights = copy.deepcopy(model)
-    weights.load_state_dict(best.state)
-    return results_of(weights, dataclasses.replace(data, cfg=shorter), device,
-                      copy.deepcopy(log), best.epoch, epoch, None, best.ranks)  # fmt: skip
+def step_bar(bar, loss: float) -> None:
+    bar.update()
+    bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
 
 
 def progress_bar(cfg: Config, data: Prepared, progress: bool, done: int = 0):
@@ -251,40 +249,6 @@ def progress_bar(cfg: Config, data: Prepared, progress: bool, done: int = 0):
     total = min(cfg.max_epochs * data.steps_per_epoch(), cfg.max_steps or math.inf)
     name = f"{cfg.plan} {cfg.item_input} seed {cfg.seed}"
     return tqdm(total=total, initial=done, desc=name, disable=quiet, unit="step")
-
-
-def checkpoint_key(cfg: Config) -> str:
-    return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
-
-
-def save_checkpoint(path, cfg: Config, epoch, model, optimizer, scheduler, generator, log, best):
-    """Everything a resumed run needs to continue bit for bit, written atomically."""
-    state = {"config": checkpoint_key(cfg), "epoch": epoch, "model": model.state_dict(),
-             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "log": log,
-             "best": (best.score, best.epoch, best.state, best.ranks)}  # fmt: skip
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def resume(path, cfg: Config, model, optimizer, scheduler, generator, log, best) -> int:
-    """Load a checkpoint written by `save_checkpoint` for this very config; returns its epoch."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state["config"] != checkpoint_key(cfg):
-        raise ConfigError(
-            f"Checkpoint {path} was written for another config; delete it to start afresh."
-        )
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    generator.set_state(state["generator"])
-    torch.set_rng_state(state["torch_rng"])
-    log.update(state["log"])
-    best.score, best.epoch, best.state, best.ranks = (*state["best"], None)[:4]
-    return state["epoch"]
 
 
 def results_of(model, data: Prepared, device, log, best_epoch, epochs,
@@ -299,21 +263,8 @@ def results_of(model, data: Prepared, device, log, best_epoch, epochs,
     return results_record(data.cfg, data.split, ranks, training, device, facts)
 
 
-def train_step(model, loss_fn, optimizer, scheduler, batch: Batch, cfg: Config) -> float:
-    """One AdamW step on `batch` (bf16 autocast if configured, gradient clipping); the loss."""
-    with torch.autocast(batch.tokens.device.type, torch.bfloat16, enabled=cfg.bf16):
-        loss = loss_fn(batch)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    optimizer.step()
-    scheduler.step()
-    return loss.item()
-
-
-def run(cfg: Config, progress: bool = True, split=None, checkpoint: Path | None = None,
-        snapshots=(), on_snapshot=None) -> dict:  # fmt: skip
-    """One (plan, seed) end to end: popularity or a trained model (`train` for the snapshots).
+def run(cfg: Config, progress: bool = True, split=None, on_epoch: Callable | None = None) -> dict:
+    """One (plan, seed) end to end: popularity or a trained model (`train`, `on_epoch` its hook).
     Returns the results dict."""
     if cfg.plan == "popularity":
         from iam_tutorial.baselines import run_popularity
@@ -321,7 +272,7 @@ def run(cfg: Config, progress: bool = True, split=None, checkpoint: Path | None 
         return run_popularity(cfg, split)
     if cfg.plan not in ALL_PLANS:
         raise ValueError(f"Unknown plan {cfg.plan!r}: choose one of {', '.join(ALL_PLANS)}.")
-    return train(prepare(cfg, split), progress, checkpoint, snapshots, on_snapshot)[1]
+    return train(prepare(cfg, split), progress, on_epoch)[1]
 
 
 def write_results(results: dict, out_dir: Path) -> Path:
@@ -346,8 +297,6 @@ def main(argv=None):
         "--out", type=Path, default=None, help="results folder (default results/<mode>)"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--no-resume", action="store_true",
-                        help="no checkpoint (default: <out>/checkpoints/, resumed after a restart)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:
@@ -358,10 +307,7 @@ def main(argv=None):
     out_dir = args.out or results_dir() / cfg.mode
     if out_dir.exists() and not out_dir.is_dir():
         fail(f"--out {out_dir} is a file; give a folder for the results.")
-    checkpoint = (
-        None if args.no_resume else out_dir / "checkpoints" / f"{cfg.plan}_seed{cfg.seed}.pt"
-    )
-    results = run(cfg, checkpoint=checkpoint)
+    results = run(cfg)
     path = write_results(results, out_dir)
     test = results["test"]["seen_excluded"]
     print(f"{cfg.plan} seed {cfg.seed}: test HR@10 {test['HR@10']:.4f} NDCG@10 {test['NDCG@10']:.4f} "

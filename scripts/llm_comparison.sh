@@ -2,7 +2,7 @@
 # The comparison that decides, on SmolLM2-135M (issue "The comparison that decides"): token, hatllm
 # and iam-heads (and popularity), seeds 0-2, users 1..300, at three fine-tuning budgets, 1, 2 and
 # 4 epochs at a constant rate: one 4-epoch run per (plan, seed) whose first epochs are the shorter
-# budgets (train.snapshot). Each budget's cell is written to results/llm/epochs-E/runs/ as soon as
+# budgets (lab/hooks.py). Each budget's cell is written to results/llm/epochs-E/runs/ as soon as
 # its run reaches it, and every epoch is checkpointed, so the run spans sessions: re-run this script
 # and it resumes. Commit finished cells (never the checkpoints). Same as `make llm`.
 #

@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from iam_tutorial.config import ConfigError, get_config
+from iam_tutorial.config import get_config
 from iam_tutorial.data.movielens import leave_one_out, load_sequences
 from iam_tutorial.pipeline import prepare
 from iam_tutorial.plans import ALL_PLANS
@@ -172,43 +172,6 @@ def test_no_stop_before_min_epochs(synthetic_env):
     assert results["epochs"] >= 4
 
 
-def test_an_interrupted_run_resumes_bit_for_bit(synthetic_env, monkeypatch):
-    """Killed after epoch 1, a run restarted on its checkpoint ends exactly as an unbroken one."""
-    import iam_tutorial.train as train_module
-
-    cfg = get_config("quick", plan="iam", **{**TINY, "max_epochs": 3, "min_epochs": 3})
-    data, path = prepare(cfg), synthetic_env / "ckpt" / "iam.pt"
-    unbroken = train_module.train(data, progress=False)[1]
-    real, calls = train_module.run_epoch, []
-
-    def dies_in_epoch_two(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "run_epoch", dies_in_epoch_two)
-    with pytest.raises(KeyboardInterrupt):
-        train_module.train(data, progress=False, checkpoint=path)
-    assert path.exists()
-    monkeypatch.setattr(train_module, "run_epoch", real)
-    resumed = train_module.train(data, progress=False, checkpoint=path)[1]
-    same = lambda r: (r["history"]["loss"], r["history"]["valid_NDCG@10"], r["ranks"])  # noqa: E731
-    assert same(resumed) == same(unbroken) and not path.exists()
-    with pytest.raises(ConfigError, match="another config"):
-        train_module.save_checkpoint(path, cfg, 1, *_parts(train_module, data))
-        train_module.train(dataclasses.replace(data, cfg=dataclasses.replace(cfg, lr=1e-2)),
-                           progress=False, checkpoint=path)  # fmt: skip
-
-
-def _parts(train_module, data):
-    model = train_module.build_model(data.cfg, data.serializer)
-    optimizer = train_module.make_optimizer(model, data.cfg)
-    scheduler = train_module.make_schedule(optimizer, data)
-    best = train_module.BestEpoch(1, 1)
-    return model, optimizer, scheduler, torch.Generator(), {"seconds": []}, best
-
-
 def test_validation_every_n_epochs(synthetic_env):
     cfg = get_config("quick", plan="token", **{**TINY, "max_epochs": 5, "eval_every": 2})
     results = run(cfg, progress=False)
@@ -253,38 +216,6 @@ def test_nan_scores_are_refused_not_ranked_first():
 
     with pytest.raises(NonFiniteScores, match="1 of 2 users got NaN or infinite scores"):
         rank_targets(score_rows, [[1], [2]], [3, 4])
-
-
-def test_a_snapshot_is_the_shorter_run(synthetic_env):
-    """At a constant rate the first E epochs of a longer run are the E-epoch run: its snapshot
-    record (config, losses, best epoch, per-user ranks) equals training it alone."""
-    import iam_tutorial.train as train_module
-
-    cfg = get_config("quick", plan="iam", **{**TINY, "max_epochs": 3, "min_epochs": 3,
-                                             "decay_epochs": 0})  # fmt: skip
-    taken = []
-    longer = run(cfg, progress=False, snapshots=(1, 2), on_snapshot=taken.append)
-    alone = run(train_module.budget_config(cfg, 2), progress=False)
-    same = lambda r: (r["config"], r["history"]["loss"], r["history"]["valid_NDCG@10"],  # noqa: E731
-                      r["best_epoch"], r["epochs"], r["ranks"])  # fmt: skip
-    assert [t["epochs"] for t in taken] == [1, 2] and same(taken[1]) == same(alone)
-    assert longer["history"]["loss"][: len(alone["history"]["loss"])] == alone["history"]["loss"]
-    assert longer["epochs"] == 3 and longer["config"]["max_epochs"] == 3
-
-
-@pytest.mark.parametrize(
-    "change, says",
-    [({"decay_epochs": 2}, "constant rate"), ({"min_epochs": 1}, "min_epochs >= 2"),
-     ({"eval_every": 3}, "multiples of eval_every"), ({"max_steps": 5}, "no step or time cap")],
-)  # fmt: skip
-def test_snapshots_that_are_not_a_shorter_run_are_refused(synthetic_env, change, says):
-    cfg = get_config("quick", plan="token", **{**TINY, "max_epochs": 3, "min_epochs": 3,
-                                               "decay_epochs": 0, **change})  # fmt: skip
-    with pytest.raises(ConfigError, match=says):
-        run(cfg, progress=False, snapshots=(2,), on_snapshot=print)
-    with pytest.raises(ConfigError, match="epochs in 1..2"):
-        run(dataclasses.replace(cfg, **{k: getattr(get_config("quick"), k) if k != "decay_epochs"
-                                        else 0 for k in change}), progress=False, snapshots=(3,))  # fmt: skip
 
 
 def test_a_constant_rate_after_one_epochs_warmup(synthetic_env):

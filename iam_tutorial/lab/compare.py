@@ -18,6 +18,7 @@ import pandas as pd
 from iam_tutorial.cli import add_config_args, config_from_args, fail, guarded, parse_value
 from iam_tutorial.config import PRESETS, config_diff
 from iam_tutorial.lab.experiments import EXPERIMENTS, Experiment
+from iam_tutorial.lab.hooks import budget_config
 from iam_tutorial.lab.report import (
     beside_reference,
     budget_markdown,
@@ -33,7 +34,6 @@ from iam_tutorial.lab.runner import run_comparison, run_experiment
 from iam_tutorial.lab.store import budget_dir, cell_name, load_cells, stored_cell, tidy, write_cell
 from iam_tutorial.paths import results_dir
 from iam_tutorial.plans import ALL_PLANS
-from iam_tutorial.train import budget_config
 
 # What notebooks, scripts and the lab's other rooms import from here (the three rooms above).
 __all__ = ["budget_dir", "budget_markdown", "budget_table", "cell_name", "decision_table",

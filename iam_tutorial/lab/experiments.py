@@ -22,7 +22,7 @@ class Experiment:
     inputs: tuple[str, ...] = ITEM_INPUTS  # item inputs of the text plans
     seeds: tuple[int, ...] = (0,)
     # Fine-tuning budgets (epochs): each (plan, seed) trains once, to the largest, and the shorter
-    # ones are its snapshots (train.snapshot); () = one budget, run.max_epochs.
+    # ones are its snapshots (hooks.snapshots); () = one budget, run.max_epochs.
     budgets: tuple[int, ...] = ()
 
     def __post_init__(self):

@@ -2,7 +2,7 @@
 
 Cells run seed-major, in this process or in worker processes that share the cores; with
 fine-tuning budgets, each (plan, seed) trains once, to its largest missing budget, and the shorter
-budgets are snapshots of that run (train.snapshot).
+budgets are snapshots of that run (hooks.py).
 """
 
 import dataclasses
@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from iam_tutorial.config import Config
 from iam_tutorial.lab.experiments import Experiment, get_experiment
+from iam_tutorial.lab.hooks import budget_config, checkpoints, every_epoch, snapshots
 from iam_tutorial.lab.store import (
     budget_dir,
     cell_name,
@@ -27,7 +28,7 @@ from iam_tutorial.lab.store import (
 from iam_tutorial.paths import results_dir
 from iam_tutorial.pipeline import load_split
 from iam_tutorial.plans import layer_plan
-from iam_tutorial.train import budget_config, run
+from iam_tutorial.train import run
 
 
 def train_cell(cfg: Config, out_dir: Path, split=None, threads: int | None = None,
@@ -35,7 +36,7 @@ def train_cell(cfg: Config, out_dir: Path, split=None, threads: int | None = Non
     """Train one cell and store it (a worker process's job: it pins its own thread count). Its
     state is checkpointed after every epoch (<out>/checkpoints/, never committed), so a cell cut
     off by a restart resumes from its last epoch. `snapshot_dirs` {epochs: folder}: the shorter
-    budgets this run also gives (train.snapshot), each stored there as soon as it is reached."""
+    budgets this run also gives (hooks.snapshots), each stored there as soon as it is reached."""
     if threads:
         import torch
 
@@ -48,8 +49,9 @@ def train_cell(cfg: Config, out_dir: Path, split=None, threads: int | None = Non
         write_cell(budget_config(cfg, epochs), results, dirs[epochs])
         written.add(epochs)
 
-    results = run(cfg, progress=False, split=split, checkpoint=checkpoint, snapshots=tuple(dirs),
-                  on_snapshot=store)  # fmt: skip
+    hook = every_epoch(snapshots(tuple(dirs), store), checkpoints(checkpoint))
+    results = run(cfg, progress=False, split=split, on_epoch=hook)
+    checkpoint.unlink(missing_ok=True)
     for epochs in sorted(set(dirs) - written):  # a baseline trains no epochs to snapshot
         short = budget_config(cfg, epochs)
         write_cell(short, run(short, progress=False, split=split), dirs[epochs])
