@@ -55,14 +55,20 @@ def mask_seen(scores: torch.Tensor, seen: list[list[int]], targets: torch.Tensor
     return scores
 
 
+def ndcg_at(ranks, k: int = 10) -> torch.Tensor:
+    """Per-user NDCG@k from 0-based target ranks: 1 / log2(rank + 2) in the top k, else 0 (one
+    relevant item, so the ideal DCG is 1). The one per-user NDCG: metrics, the lab's statistics
+    and the notebooks all call it. Shapes: ranks (user) -> (user), float64."""
+    ranks = torch.as_tensor(ranks, dtype=torch.float64)
+    return (ranks < k) / torch.log2(ranks + 2)
+
+
 def metrics_from_ranks(ranks: torch.Tensor, ks=KS) -> dict[str, float]:
-    """HR@k = share of targets ranked in the top k; NDCG@k = mean of 1/log2(rank + 2) there."""
-    ranks = ranks.double()
+    """HR@k = share of targets ranked in the top k; NDCG@k = the mean of `ndcg_at`."""
     out = {}
     for k in ks:
-        hit = ranks < k
-        out[f"HR@{k}"] = hit.double().mean().item()
-        out[f"NDCG@{k}"] = (hit / torch.log2(ranks + 2)).mean().item()
+        out[f"HR@{k}"] = (ranks < k).double().mean().item()
+        out[f"NDCG@{k}"] = ndcg_at(ranks, k).mean().item()
     return out
 
 

@@ -90,7 +90,7 @@ def test_cli_bad_input_is_one_line_exit_2(env, capsys):
 
 
 def test_plot_comparison(env):
-    from iam_tutorial.viz import plot_comparison
+    from iam_tutorial.lab.plots import plot_comparison
 
     table = runner.run_comparison(
         "quick", ("popularity", "token"), (0, 1), env, progress=False, **TINY

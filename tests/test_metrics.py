@@ -3,7 +3,14 @@ import math
 import pytest
 import torch
 
-from iam_tutorial.metrics import evaluate, mask_seen, metrics_from_ranks, ndcg_of_rank, target_ranks
+from iam_tutorial.metrics import (
+    evaluate,
+    mask_seen,
+    metrics_from_ranks,
+    ndcg_at,
+    ndcg_of_rank,
+    target_ranks,
+)
 
 
 def test_ranks_by_hand():
@@ -55,3 +62,11 @@ def test_scoring_order_does_not_change_ranks():
     shuffled = rank_targets(lambda rows: scores[rows], seen, targets, batch_size=3,
                             order=torch.tensor([6, 2, 4, 0, 1, 5, 3]))  # fmt: skip
     assert all(torch.equal(in_order[p], shuffled[p]) for p in in_order)
+
+
+def test_per_user_ndcg_golden_and_its_mean_is_the_metric():
+    ranks = torch.tensor([0, 9, 10, 3])
+    expected = [1, 1 / math.log2(11), 0, 1 / math.log2(5)]
+    assert ndcg_at(ranks).tolist() == pytest.approx(expected)
+    assert ndcg_at([0, 9, 10, 3], k=5).tolist() == pytest.approx([1, 0, 0, 1 / math.log2(5)])
+    assert metrics_from_ranks(ranks)["NDCG@10"] == ndcg_at(ranks).mean().item()

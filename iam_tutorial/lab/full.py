@@ -153,7 +153,8 @@ def train_cells(pool, groups, plan: dict, split, out_dir, deadline, log) -> dict
 def write_outputs(base: Config, facts: dict, out_dir: Path) -> str:
     """comparison.csv, report.txt (CIs), comparison.png and summary.txt of this call's cells;
     returns the short table."""
-    from iam_tutorial.viz import plot_comparison, save_fig
+    from iam_tutorial.lab.plots import plot_comparison
+    from iam_tutorial.viz import save_fig
 
     paths = [store.cell_path(c, out_dir) for c in facts["cells"]]
     results = [json.loads(p.read_text()) for p in paths if p.exists()]

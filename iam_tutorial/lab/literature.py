@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iam_tutorial.metrics import protocol
+from iam_tutorial.metrics import ndcg_at, protocol
 
 # Published full-ranking results on the standard ML-1M benchmark (6,040 users, 3,416 items,
 # leave-one-out, seen items filtered), each from the paper named.
@@ -29,9 +29,8 @@ PUBLISHED = (
 
 def user_metrics(ranks) -> dict[str, np.ndarray]:
     """Per-user NDCG@10 and HR@10 from 0-based target ranks."""
-    r = np.asarray(ranks, dtype=float)
-    hit = r < 10
-    return {"NDCG@10": np.where(hit, 1 / np.log2(r + 2), 0.0), "HR@10": hit.astype(float)}
+    hit = np.asarray(ranks, dtype=float) < 10
+    return {"NDCG@10": ndcg_at(ranks, 10).numpy(), "HR@10": hit.astype(float)}
 
 
 def mean_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:

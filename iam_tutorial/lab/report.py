@@ -185,7 +185,8 @@ def budget_markdown(by_budget: dict[int, list[dict]], ref: str = "token") -> str
 def publish_budgets(base: Config, by_budget: dict[int, list[dict]], out_dir: Path) -> str:
     """<out>/budgets.txt and budgets.png: every budget's cells and changes vs token in one table
     and one figure; returns the table as printed."""
-    from iam_tutorial.viz import plot_budgets, save_fig
+    from iam_tutorial.lab.plots import plot_budgets
+    from iam_tutorial.viz import save_fig
 
     table = budget_table(by_budget)
     shown = table.copy()
@@ -227,7 +228,8 @@ LEGEND = "n.s.: not separated; 1 seed: no verdict (a verdict needs the paired t-
 
 def write_figures(base: Config, results: list[dict], table: pd.DataFrame, out_dir: Path) -> None:
     """The comparison's figures: metrics per cell, and the forest plot of every tested pair."""
-    from iam_tutorial.viz import plot_comparison, plot_forest, save_fig
+    from iam_tutorial.lab.plots import plot_comparison, plot_forest
+    from iam_tutorial.viz import save_fig
 
     print("figure:", save_fig(plot_comparison(table, protocol_line(base, table)), "comparison",
                               folder=out_dir))  # fmt: skip

@@ -14,16 +14,12 @@ the wider test: the relative change this design would find four times in five.
 import numpy as np
 import pandas as pd
 
+from iam_tutorial.metrics import ndcg_at  # notebook 03 imports it from here, for now
+
 # (plan, reference) pairs the comparison reports, within each item input.
 PAIRS = tuple(
     (p, r) for p in ("hatllm", "iam", "iam-alt", "iam-heads") for r in ("token", "control")
 )
-
-
-def ndcg_at(ranks, k: int = 10) -> np.ndarray:
-    """Per-user NDCG@k from 0-based ranks (a hit at rank r scores 1 / log2(r + 2))."""
-    ranks = np.asarray(ranks, dtype=float)
-    return np.where(ranks < k, 1.0 / np.log2(ranks + 2), 0.0)
 
 
 def bootstrap_change(plan: np.ndarray, ref: np.ndarray, n_boot: int = 2000, seed: int = 0,
@@ -110,7 +106,7 @@ def verdict(low: float, high: float) -> str:
 def per_user(results: list[dict], cell: str, split="test", protocol="seen_excluded", k=10):
     """{seed: per-user NDCG@k} of one cell, from the stored ranks."""
     return {
-        r["seed"]: ndcg_at(r["ranks"][split][protocol], k)
+        r["seed"]: ndcg_at(r["ranks"][split][protocol], k).numpy()
         for r in results
         if r.get("cell", r["plan"]) == cell
     }
