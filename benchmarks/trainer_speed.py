@@ -21,8 +21,8 @@ import torch
 
 from iam_tutorial.config import get_config
 from iam_tutorial.device import cpu_bf16_instructions, cpu_name
+from iam_tutorial.family import build_model
 from iam_tutorial.pipeline import prepare
-from iam_tutorial.pretrained import build_model
 from iam_tutorial.serialize import PADDING
 from iam_tutorial.train import evaluate_model, make_optimizer
 

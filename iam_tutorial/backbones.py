@@ -9,6 +9,8 @@ are not ours). Every result records which weights it used: `Weights.record()`.
 
 import argparse
 import contextlib
+import copy
+import functools
 import hashlib
 import subprocess
 import sys
@@ -25,6 +27,16 @@ from iam_tutorial.paths import backbones_dir
 
 class BackboneError(ConfigError):
     """A backbone that cannot be loaded here; the message says how to get it (one line)."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A pretrained backbone's shape, and the context (positions) it was trained on."""
+
+    n_layer: int
+    n_head: int
+    n_embd: int
+    context: int
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,39 @@ def from_hub(load, name: str, what: str):
             f"(HF_HUB_OFFLINE=1?). Download it once online (`huggingface-cli download {name}`) or "
             f"set backbone to a local folder made with save_pretrained ({type(e).__name__})."
         ) from None
+
+
+@functools.cache
+def hf_config(name: str):
+    """The backbone's transformers config (from its GGUF header or config.json), read once: what
+    family.py reads a backbone's family and shape from."""
+    from transformers import AutoConfig
+
+    weights = resolve(name)
+    return from_hub(lambda n: AutoConfig.from_pretrained(weights.folder, **weights.kwargs()),
+                    name, "config")  # fmt: skip
+
+
+def backbone_tokenizer(name: str):
+    """The backbone's own tokenizer (its BPE) with our BOS, SEP and PAD added as new tokens; a
+    fresh copy each call of one loaded once per process (a GGUF's takes ~10 s to convert)."""
+    return copy.deepcopy(_backbone_tokenizer(name))
+
+
+@functools.cache
+def _backbone_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    from iam_tutorial.tokenizer import BOS, PAD, SEP
+
+    weights = resolve(name)
+    tokenizer = from_hub(
+        lambda n: AutoTokenizer.from_pretrained(weights.folder, **weights.kwargs()),
+        name,
+        "tokenizer",
+    )
+    tokenizer.add_special_tokens({"bos_token": BOS, "sep_token": SEP, "pad_token": PAD})
+    return tokenizer
 
 
 def gguf_path(name: str) -> Path:

@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass
 
 MODES = ("quick", "reference", "full", "sasrec-full", "llm-pilot", "llm")
+SCRATCH = "scratch"  # the backbone of a model trained from scratch (family.py: the other families)
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,8 @@ class Config:
     max_tokens: int = 224  # token budget of one serialized history, BOS included
     vocab_size: int = 2048  # ByteLevel BPE vocabulary trained on the item texts
     # Model.
-    # "scratch", a named backbone ("smollm2-135m", backbones.py), or a transformers folder/name.
-    backbone: str = "scratch"
+    # SCRATCH, a named backbone ("smollm2-135m", backbones.py), or a transformers folder/name.
+    backbone: str = SCRATCH
     finetune: str = "full"  # with a backbone: "full" fine-tuning, or "lora" adapters (peft)
     lora_rank: int = 8  # LoRA rank when finetune="lora"
     plan: str = "iam"  # attention layer plan: token, control, hatllm, iam, iam-alt, sasrec
@@ -152,7 +153,7 @@ def check_config(cfg: "Config") -> None:
     if cfg.n_embd % cfg.n_head:
         bad("n_embd", f"must be divisible by n_head={cfg.n_head}")
     split = cfg.hatllm_split
-    scratch = cfg.backbone == "scratch"  # a backbone's depth is applied later (run_config)
+    scratch = cfg.backbone == SCRATCH  # a backbone's depth is applied later (family.py)
     if split is not None and (min(split) < 0 or (scratch and sum(split) != cfg.n_layer)):
         bad("hatllm_split", f"give 3 counts >= 0 that add up to n_layer={cfg.n_layer}")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from iam_tutorial.config import ConfigError
+from iam_tutorial.config import SCRATCH, ConfigError
 
 
 def mps_available() -> bool:
@@ -120,7 +120,7 @@ def bf16_decision(cfg, device: torch.device) -> tuple[bool, str]:
     instructions = cpu_bf16_instructions()
     if not instructions:
         return False, "auto: this CPU has no native bf16 instructions"
-    if cfg.backbone == "scratch":
+    if cfg.backbone == SCRATCH:
         return False, f"auto: a small model from scratch ({instructions} CPU, fp32 is as fast)"
     return True, f"auto: pretrained backbone on a CPU with {instructions}"
 

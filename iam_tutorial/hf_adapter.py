@@ -78,12 +78,14 @@ AttentionInterface.register(ATTENTION_NAME, item_aware_attention)
 
 def plan_kinds(plan: str, n_layer: int, hatllm_split=None) -> list[str]:
     """One mask kind per layer of a plan that adds no weights (a decoder has one attention per
-    layer); plans that add sublayers (iam, control) need ItemGPT (pretrained.load_backbone)."""
+    layer); plans that add sublayers (iam, control) need a model that stacks them: ItemLLM
+    (llm.py, Llama-family backbones) or ItemGPT (gpt2.py)."""
     layers = layer_plan(plan, n_layer, hatllm_split)
     if get_plan(plan).new_weights or any(len(block) != 1 for block in layers):
         raise ValueError(
             f"Plan {plan!r} adds attention sublayers, which a Hugging Face decoder does not have; "
-            "use token, hatllm, iam-alt or iam-heads, or ItemGPT (iam_tutorial.pretrained)."
+            "use token, hatllm, iam-alt or iam-heads, or ItemLLM (iam_tutorial.llm) or ItemGPT "
+            "(iam_tutorial.gpt2), which add them."
         )
     return [block[0] for block in layers]
 
@@ -112,7 +114,7 @@ def load_item_aware(name_or_path: str, plan: str, hatllm_split=None, **kwargs):
 @torch.no_grad()
 def add_item_tokens(model, n_tokens: int):
     """Grow the input embedding to `n_tokens` rows (our BOS, SEP, PAD after the backbone's own
-    tokens), the new rows at the mean row as ItemGPT's (`pretrained.grow_rows`); returns `model`.
+    tokens), the new rows at the mean row as ItemGPT's (`backbones.grow_rows`); returns `model`.
     A checkpoint whose table already has spare rows (Qwen pads it) needs its own rule."""
     old = model.get_input_embeddings().weight.detach().clone()
     with quiet():

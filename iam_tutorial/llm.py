@@ -16,48 +16,25 @@ The backbone is a transformers decoder loaded as it was pretrained; we change th
 # Axes: batch, token, embd (model width), item (catalog)
 
 import copy
-import dataclasses
 import functools
 
 import torch
 import torch.nn as nn
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoModelForCausalLM
 
-from iam_tutorial.backbones import from_hub, quiet, resolve
+from iam_tutorial.backbones import Shape, quiet, resolve
+from iam_tutorial.backbones import hf_config as decoder_config
 from iam_tutorial.config import Config, ConfigError
 from iam_tutorial.hf_adapter import ATTENTION_NAME, KIND_ATTRIBUTE, add_item_tokens
 from iam_tutorial.model import ItemGPT
 from iam_tutorial.plans import layer_plan
 
-# The decoder families whose layers `StackedLayer` reproduces (pre-norm attention, then MLP).
-DECODERS = ("llama", "qwen2", "mistral")
 
-
-@functools.cache
-def decoder_config(name: str):
-    """The backbone's transformers config (read from the GGUF header or config.json)."""
-    weights = resolve(name)
-    return from_hub(lambda n: AutoConfig.from_pretrained(weights.folder, **weights.kwargs()),
-                    name, "config")  # fmt: skip
-
-
-def is_decoder_backbone(name: str) -> bool:
-    """Whether `name` is a backbone this module serves (GPT-2s go to pretrained.ItemGPT)."""
-    return name != "scratch" and decoder_config(name).model_type in DECODERS
-
-
-def llm_config(cfg: Config) -> Config:
-    """`cfg` with the backbone's shape; a token budget past its context is a ConfigError."""
-    hf = decoder_config(cfg.backbone)
-    if cfg.max_tokens > hf.max_position_embeddings:
-        raise ConfigError(
-            f"max_tokens={cfg.max_tokens} exceeds backbone {cfg.backbone!r}'s context of "
-            f"{hf.max_position_embeddings} tokens; set max_tokens <= "
-            f"{hf.max_position_embeddings} (histories are never truncated)."
-        )
-    return dataclasses.replace(
-        cfg, n_layer=hf.num_hidden_layers, n_head=hf.num_attention_heads, n_embd=hf.hidden_size
-    )
+def shape(name: str) -> Shape:
+    """family.py's "decoder" family: the backbone's shape and context, from its config."""
+    hf = decoder_config(name)
+    return Shape(hf.num_hidden_layers, hf.num_attention_heads, hf.hidden_size,
+                 hf.max_position_embeddings)  # fmt: skip
 
 
 class AddedAttention(nn.Module):
@@ -197,8 +174,9 @@ def apply_lora(model: ItemLLM, rank: int) -> ItemLLM:
     return model
 
 
-def build_llm(cfg: Config, serializer) -> ItemLLM:
-    """ItemLLM on `cfg.backbone` for a serializer built with the backbone's tokenizer."""
+def build(cfg: Config, serializer) -> ItemLLM:
+    """family.build_model for a decoder backbone: ItemLLM on `cfg.backbone`, for a serializer
+    built with the backbone's tokenizer."""
     decoder = load_decoder(cfg.backbone, serializer.vocab_size)
     model = ItemLLM(cfg, decoder, serializer.item_words())
     return apply_lora(model, cfg.lora_rank) if cfg.finetune == "lora" else model

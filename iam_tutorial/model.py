@@ -195,8 +195,11 @@ class ItemGPT(nn.Module):
 
     def item_table(self):
         """(item embd): the vector each catalog item is scored with; row 0 is padding."""
-        if self.cfg.item_head == "id":
-            return self.item_emb.weight
+        return self.item_emb.weight if self.cfg.item_head == "id" else self.mean_token_table()
+
+    def mean_token_table(self):
+        """(item embd): each item's mean token embedding, row 0 (padding) zero: the tied head, and
+        where a pretrained backbone's learned item table starts (gpt2.init_item_head)."""
         token_vectors = self.transformer.wte(self.item_token_ids)
         return torch.einsum("itd,it->id", token_vectors, self.item_token_weight)
 
@@ -245,7 +248,7 @@ def load_gpt2_weights(model: ItemGPT, hf_state: dict) -> list[str]:
         if own[name].shape != value.shape:
             raise ValueError(
                 f"{name}: shape {tuple(value.shape)} != model's {tuple(own[name].shape)} (a "
-                f"pretrained backbone with added tokens: use iam_tutorial.pretrained.load_backbone)."
+                f"pretrained backbone with added tokens: use iam_tutorial.gpt2.load_backbone)."
             )
         own[name].copy_(value)
         loaded.append(name)

@@ -16,6 +16,7 @@ import torch
 from iam_tutorial.config import Config, ConfigError
 from iam_tutorial.data.movielens import LeaveOneOut, leave_one_out, load_movies, load_sequences
 from iam_tutorial.device import bf16_decision, resolve_device
+from iam_tutorial.family import model_config, pretrained_tokenizer
 from iam_tutorial.plans import get_plan
 from iam_tutorial.serialize import Batch, Serializer
 from iam_tutorial.tokenizer import item_texts, train_tokenizer
@@ -127,31 +128,24 @@ class Prepared:
 
 def build_serializer(cfg: Config, split: LeaveOneOut, movies=None):
     """(serializer, tokenizer) for the plan's item form: ID tokens (SASRec) or item text, in a BPE
-    trained on the item texts or, with `cfg.backbone`, the backbone's own (pretrained.py)."""
+    trained on the item texts or, with `cfg.backbone`, the backbone's own (family.py)."""
     if not get_plan(cfg.plan).text:
         return Serializer.for_item_ids(split.n_items, cfg.max_tokens), None
     texts = item_texts(load_movies() if movies is None else movies)
-    if cfg.backbone != "scratch":  # a pretrained backbone reads text with its own BPE
-        from iam_tutorial.pretrained import backbone_tokenizer
-
-        tokenizer = backbone_tokenizer(cfg.backbone)
-    else:
+    tokenizer = pretrained_tokenizer(cfg)  # a pretrained backbone reads text with its own BPE
+    if tokenizer is None:
         tokenizer = train_tokenizer([texts[m] for m in sorted(texts)], cfg.vocab_size)
     catalog = [""] + [texts[int(m)] for m in split.movie_ids[1:]]
     return Serializer.from_tokenizer(tokenizer, catalog, cfg.max_tokens), tokenizer
 
 
 def run_config(cfg: Config) -> Config:
-    """The config a run actually uses, every derived setting applied once: SASRec's one ID token
-    per item, a pretrained backbone's shape, bf16 on or off (`device.bf16_decision`). `Prepared.cfg`
-    is this, and every result records it."""
+    """The config a run uses, its derived settings applied once: SASRec's one ID token per item or
+    a pretrained backbone's shape (family.model_config); `with_precision` then decides bf16.
+    `Prepared.cfg` is the result, and every result records it."""
     if not get_plan(cfg.plan).text:
         cfg = sasrec_config(cfg)
-    elif cfg.backbone != "scratch":
-        from iam_tutorial.pretrained import backbone_config  # loads transformers: only when needed
-
-        cfg = backbone_config(cfg)
-    return cfg
+    return model_config(cfg)  # a pretrained backbone's shape (transformers loads only then)
 
 
 def with_precision(cfg: Config) -> tuple[Config, str]:

@@ -170,9 +170,9 @@ def main(argv=None):
 
     from iam_tutorial.cli import fail, guarded
     from iam_tutorial.config import get_config
+    from iam_tutorial.family import build_model
     from iam_tutorial.pipeline import prepare
     from iam_tutorial.plans import LLM_PLANS, layer_plan
-    from iam_tutorial.pretrained import build_model
     from iam_tutorial.viz import plot_premise, save_fig
 
     @guarded

@@ -232,7 +232,7 @@ def load_model(folder: str | Path, device: str = "auto"):
 
 def load_weights(folder: Path, data: SavedData, device: torch.device):
     """The model `data` describes, with the saved weights, in eval mode on `device`."""
-    from iam_tutorial.pretrained import build_model  # loads transformers: only when needed
+    from iam_tutorial.family import build_model  # loads transformers: only when needed
 
     model = build_model(data.cfg, data.serializer)
     state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)

@@ -11,7 +11,7 @@ import platform
 import torch
 
 from iam_tutorial.backbones import resolve
-from iam_tutorial.config import Config
+from iam_tutorial.config import SCRATCH, Config
 from iam_tutorial.device import cpu_name, peak_memory_mib
 from iam_tutorial.metrics import metrics_and_ranks, protocol
 from iam_tutorial.repro import git_commit
@@ -74,7 +74,7 @@ def run_facts(cfg: Config, device=None, bf16_reason: str = "") -> dict:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "threads": torch.get_num_threads(),
         "precision": {"bf16": bool(cfg.bf16), "why": bf16_reason},
-        "weights": resolve(cfg.backbone).record() if cfg.backbone != "scratch" else None,
+        "weights": resolve(cfg.backbone).record() if cfg.backbone != SCRATCH else None,
         "peak_memory_mib": peak_memory_mib(device),
         "commit": git_commit(),
         "versions": {

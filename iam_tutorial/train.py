@@ -21,12 +21,12 @@ from tqdm.auto import tqdm
 from iam_tutorial.cli import add_config_args, config_from_args, fail, guarded
 from iam_tutorial.config import Config, ConfigError
 from iam_tutorial.device import resolve_device
+from iam_tutorial.family import build_model
 from iam_tutorial.metrics import metrics_from_ranks, protocol, rank_targets
 from iam_tutorial.model import ItemGPT
 from iam_tutorial.paths import results_dir
 from iam_tutorial.pipeline import Prepared, prepare
 from iam_tutorial.plans import ALL_PLANS
-from iam_tutorial.pretrained import build_model
 from iam_tutorial.record import results_record, training_facts
 from iam_tutorial.repro import seed_everything
 from iam_tutorial.serialize import PADDING, Batch

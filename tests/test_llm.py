@@ -9,14 +9,14 @@ from transformers import AutoModelForCausalLM
 
 from iam_tutorial import premise
 from iam_tutorial.analysis import reachability
-from iam_tutorial.backbones import resolve
+from iam_tutorial.backbones import backbone_tokenizer, quiet, resolve
 from iam_tutorial.config import ConfigError, get_config
 from iam_tutorial.data.movielens import load_movies
+from iam_tutorial.family import model_config as backbone_config
 from iam_tutorial.hf_adapter import PLAN_ATTRIBUTE, make_item_aware
 from iam_tutorial.llm import ItemLLM, apply_lora, load_decoder, pretrained_lm
 from iam_tutorial.pipeline import build_serializer, prepare
 from iam_tutorial.plans import LLM_PLANS, layer_plan
-from iam_tutorial.pretrained import backbone_config, backbone_tokenizer, quiet
 from iam_tutorial.serialize import GLOBAL, PADDING
 from iam_tutorial.tokenizer import item_texts
 

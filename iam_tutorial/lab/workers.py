@@ -71,7 +71,7 @@ def measure(cfg: Config, data, seconds: float, out_dir=None) -> dict:
     import torch
 
     from iam_tutorial.device import resolve_device
-    from iam_tutorial.pretrained import build_model
+    from iam_tutorial.family import build_model
     from iam_tutorial.repro import seed_everything
     from iam_tutorial.train import evaluate_model, make_optimizer, train_step
 

@@ -5,21 +5,17 @@ Nothing is downloaded: every checkpoint is built with save_pretrained into a tem
 
 import pytest
 import torch
+from checkpoints import make_tiny_checkpoint
 from transformers import GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from iam_tutorial.analysis import reachability
+from iam_tutorial.backbones import BackboneError, backbone_tokenizer, quiet
 from iam_tutorial.config import ConfigError, get_config
 from iam_tutorial.data.movielens import load_movies
+from iam_tutorial.family import model_config as backbone_config
+from iam_tutorial.gpt2 import load_backbone
 from iam_tutorial.hf_adapter import add_item_tokens, hidden_states, load_item_aware, plan_kinds
 from iam_tutorial.model import ItemGPT
-from iam_tutorial.pretrained import (
-    BackboneError,
-    backbone_config,
-    backbone_tokenizer,
-    load_backbone,
-    make_tiny_checkpoint,
-    quiet,
-)
 from iam_tutorial.serialize import GLOBAL, PADDING, Serializer
 from iam_tutorial.tokenizer import item_texts
 from iam_tutorial.train import run
@@ -227,7 +223,7 @@ def test_offline_gpt2_is_one_clear_line():
 
 
 def test_backbone_limits_are_errors(gpt2_dir, llama_dir, serializer):
-    with pytest.raises(ConfigError, match="exceeds backbone .* 128 positions"):
+    with pytest.raises(ConfigError, match="exceeds backbone .* context of 128 tokens"):
         backbone_config(get_config("quick", backbone=str(gpt2_dir), max_tokens=224))
     with pytest.raises(ConfigError, match="text\\+id"):
         backbone_config(on_backbone(gpt2_dir, item_input="text+id"))
