@@ -9,7 +9,7 @@ import dataclasses
 import json
 import sys
 
-from iam_tutorial.config import Config, ConfigError, get_config
+from iam_tutorial.config import MODES, Config, ConfigError, get_config
 
 USER_ERRORS = (ConfigError,)  # extended below with the data errors, imported lazily
 
@@ -24,7 +24,7 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mode",
         default=None,
-        help="preset: quick (CPU), reference (CPU, long) or full (GPU); default $IAM_MODE or quick",
+        help=f"preset: {', '.join(MODES)} (config.py); default $IAM_MODE or quick",
     )
     parser.add_argument(
         "--max-steps", type=int, default=None, help="cap on optimizer steps per run (smoke tests)"

@@ -152,6 +152,8 @@ def check_config(cfg: "Config") -> None:
         bad("device", "use auto, cpu, cuda, cuda:N or mps")
     if cfg.n_embd % cfg.n_head:
         bad("n_embd", f"must be divisible by n_head={cfg.n_head}")
+    if cfg.item_input == "text+id" and cfg.item_head != "id":
+        bad("item_input", "text+id adds the learned item table: needs item_head='id'")
     split = cfg.hatllm_split
     scratch = cfg.backbone == SCRATCH  # a backbone's depth is applied later (family.py)
     if split is not None and (min(split) < 0 or (scratch and sum(split) != cfg.n_layer)):

@@ -1,13 +1,12 @@
-"""Which device to train on, and which speed options work there.
+"""Which device to train on, and whether a run autocasts to bf16 there.
 
-`device="auto"` picks CUDA, then Apple's MPS, then the CPU. bf16 autocast and torch.compile are
-requests: `runtime_flags` keeps each only where it works and says why it dropped one (compile needs
-Triton, which has no Windows or MPS backend; bf16 needs a GPU that has it).
+`device="auto"` picks CUDA, then Apple's MPS, then the CPU. `bf16_decision` turns the config's
+bf16 request (True, False, or None for auto) into a decision and its reason, which every result
+records: bf16 needs a device that has it, and pays off only where the hardware runs it natively.
 """
 
 import platform
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -43,13 +42,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-@dataclass(frozen=True)
-class RuntimeFlags:
-    bf16: bool  # bf16 autocast, where requested and supported
-    compile: bool  # torch.compile, where requested and supported
-    notes: tuple[str, ...] = ()  # each request that was dropped, and why
-
-
 def bf16_blocker(device: torch.device) -> str:
     """Why bf16 autocast should not run on `device` ('' when it can)."""
     if device.type == "mps":
@@ -57,28 +49,6 @@ def bf16_blocker(device: torch.device) -> str:
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return f"{torch.cuda.get_device_name(device)} has no bf16 (Ampere or later has)"
     return ""
-
-
-def compile_blocker(device: torch.device) -> str:
-    """Why torch.compile should not run on `device` ('' when it can)."""
-    if device.type == "mps":
-        return "torch.compile does not support MPS"
-    if platform.system() == "Windows":
-        return "torch.compile needs Triton, which has no official Windows build"
-    return ""
-
-
-def runtime_flags(cfg, device: torch.device) -> RuntimeFlags:
-    """The config's bf16 and compile requests, each kept only where it works on `device`: bf16
-    on the CPU and on CUDA GPUs that have it, compile on CUDA and CPU outside Windows."""
-    why = {
-        "bf16": bf16_blocker(device) if cfg.bf16 is not False else "",
-        "compile": compile_blocker(device) if cfg.compile else "",
-    }
-    notes = tuple(f"{flag} off: {reason}" for flag, reason in why.items() if reason)
-    return RuntimeFlags(
-        bool(cfg.bf16) and not why["bf16"], cfg.compile and not why["compile"], notes
-    )
 
 
 def cpu_name() -> str:
@@ -105,9 +75,9 @@ def cpu_bf16_instructions() -> str:
 def bf16_decision(cfg, device: torch.device) -> tuple[bool, str]:
     """Whether a run autocasts to bf16, and why. An explicit `cfg.bf16` is kept where the device
     has it; `None` (auto) takes bf16 on CUDA GPUs that have it, and on CPUs with native bf16
-    instructions for pretrained backbones (SmolLM2-135M fine-tunes ~2x faster there, measured in
-    benchmarks/finetune_speed.py); width-32 models from scratch stay fp32 on the CPU, where bf16
-    buys nothing at that size (benchmarks/trainer_speed.py)."""
+    instructions for pretrained backbones (SmolLM2-135M fine-tunes 2.7x faster there:
+    results/benchmarks/trainer_speed_smollm2_fused.txt); width-32 models from scratch stay fp32 on
+    the CPU, where bf16 buys nothing at that size (benchmarks/trainer_speed.py)."""
     blocker = bf16_blocker(device)
     if cfg.bf16 is not None:
         if cfg.bf16 and blocker:

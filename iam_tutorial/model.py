@@ -19,8 +19,6 @@ from iam_tutorial.masks import allow_mask
 from iam_tutorial.plans import layer_plan
 from iam_tutorial.serialize import IGNORE, Batch
 
-ITEM_INPUTS = ("text", "text+id", "id")
-
 
 class SelfAttention(nn.Module):
     """Multi-head self-attention under a given mask (GPT-2's `attn`: c_attn, c_proj)."""
@@ -110,18 +108,7 @@ class ItemGPT(nn.Module):
         self.cfg, self.n_items = cfg, n_items
         self.plan = layer_plan(cfg.plan, cfg.n_layer, cfg.hatllm_split)
         self.n_positions = cfg.max_tokens
-        if cfg.attn_impl not in ("sdpa", "einops", "flex"):
-            raise ValueError(f"Unknown attn_impl {cfg.attn_impl!r}: use sdpa, einops or flex.")
-        if cfg.n_embd % cfg.n_head:
-            raise ValueError(f"n_embd={cfg.n_embd} must be divisible by n_head={cfg.n_head}.")
-        if cfg.item_input not in ITEM_INPUTS:
-            raise ValueError(
-                f"Unknown item_input {cfg.item_input!r}: use {', '.join(ITEM_INPUTS)}."
-            )
-        if cfg.item_input == "text+id" and cfg.item_head != "id":
-            raise ValueError(
-                "item_input='text+id' adds the learned item table: needs item_head='id'."
-            )
+        # config.check_config has checked every value (attn_impl, n_embd % n_head, item inputs).
         blocks = [Block(k, cfg.n_embd, cfg.n_head, cfg.dropout, cfg.attn_impl) for k in self.plan]
         self.transformer = nn.ModuleDict(
             dict(

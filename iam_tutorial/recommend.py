@@ -1,6 +1,6 @@
 """Top-k recommendations for one user from a trained model, and a model folder that survives a restart.
 
-    model, results = train(cfg, data)                 # data = pipeline.prepare(cfg)
+    model, results = train(data)                      # data = pipeline.prepare(cfg)
     save_model(model, data, "models/iam")             # weights, config, tokenizer, catalog, histories
     model, saved = load_model("models/iam")           # later, in a fresh process
     recommend(model, saved, user_id=1, k=10)          # rank, movie_id, title, score

@@ -1,4 +1,4 @@
-"""Device choice and speed flags, with the hardware faked: every branch runs on any machine."""
+"""Device choice and the bf16 decision, with the hardware faked: every branch runs on any machine."""
 
 import dataclasses
 
@@ -49,31 +49,33 @@ def test_missing_devices_are_one_line_errors(hardware):
         dev.resolve_device("mps")
 
 
-def flags(device: str, bf16=True, compile=True):
-    cfg = dataclasses.replace(get_config("quick"), bf16=bf16, compile=compile)
-    return dev.runtime_flags(cfg, torch.device(device))
+def decide(device: str, bf16=None, backbone="scratch"):
+    cfg = dataclasses.replace(get_config("quick"), bf16=bf16, backbone=backbone)
+    return dev.bf16_decision(cfg, torch.device(device))
 
 
-def test_flags_kept_where_they_work(hardware):
+def test_bf16_kept_where_asked_and_supported(hardware, monkeypatch):
     hardware(cuda=True, bf16=True)
-    assert flags("cuda") == dev.RuntimeFlags(True, True, ())
-    assert flags("cpu") == dev.RuntimeFlags(True, True, ())  # CPU bf16: slow but works
-    assert flags("cuda", bf16=False, compile=False) == dev.RuntimeFlags(False, False, ())
+    assert decide("cuda", bf16=True) == (True, "requested")
+    assert decide("cpu", bf16=False) == (False, "requested")
+    assert decide("cuda") == (True, "auto: CUDA GPU with bf16")
 
 
-def test_flags_dropped_with_a_reason(hardware):
+def test_bf16_dropped_with_a_reason(hardware, monkeypatch):
     hardware(cuda=True, bf16=False)
-    old_gpu = flags("cuda")
-    assert (old_gpu.bf16, old_gpu.compile) == (False, True)
-    assert old_gpu.notes == ("bf16 off: Old GPU has no bf16 (Ampere or later has)",)
-    mps = flags("mps")
-    assert (mps.bf16, mps.compile) == (False, False) and len(mps.notes) == 2
-    hardware(cuda=True, system="Windows")
-    windows = flags("cuda")
-    assert (windows.bf16, windows.compile) == (True, False)
-    assert "Windows" in windows.notes[0]
+    assert decide("cuda", bf16=True) == (
+        False, "bf16 requested, off: Old GPU has no bf16 (Ampere or later has)"
+    )  # fmt: skip
+    on, why = decide("mps")
+    assert not on and why.startswith("auto: MPS bf16")
 
 
-def test_flags_never_add_what_was_not_asked(hardware):
-    hardware(system="Windows")
-    assert flags("mps", bf16=False, compile=False) == dev.RuntimeFlags(False, False, ())
+def test_auto_bf16_on_a_cpu_only_for_a_backbone_with_native_instructions(hardware, monkeypatch):
+    hardware()
+    monkeypatch.setattr(dev, "cpu_bf16_instructions", lambda: "")
+    assert decide("cpu", backbone="smollm2-135m") == (
+        False, "auto: this CPU has no native bf16 instructions"
+    )  # fmt: skip
+    monkeypatch.setattr(dev, "cpu_bf16_instructions", lambda: "amx_bf16")
+    assert decide("cpu", backbone="smollm2-135m")[0] is True
+    assert decide("cpu")[0] is False  # from scratch: fp32 is as fast
