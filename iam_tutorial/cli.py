@@ -29,8 +29,13 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-steps", type=int, default=None, help="cap on optimizer steps per run (smoke tests)"
     )
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config overrides, e.g. --set n_users=200 lr=1e-3 (see iam_tutorial.config.Config)")  # fmt: skip
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. --set n_users=200 lr=1e-3 (see iam_tutorial.config.Config)",
+    )
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -41,7 +46,8 @@ def parse_overrides(pairs: list[str]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or key not in fields:
             fail(
-                f"--set expects KEY=VALUE with a Config field as KEY, got {pair!r} (fields: {', '.join(sorted(fields))})."
+                f"--set expects KEY=VALUE with a Config field as KEY, got {pair!r} "
+                f"(fields: {', '.join(sorted(fields))})."
             )
         out[key] = parse_value(value)
     return out

@@ -81,8 +81,9 @@ class ConfigError(ValueError):
     """A config value of the wrong type or out of range; the message names the field and fix."""
 
 
-POSITIVE = ("max_items", "max_tokens", "vocab_size", "n_layer", "n_head", "n_embd", "batch_size",
-            "max_epochs", "patience", "min_epochs", "eval_batch_size", "eval_every", "lora_rank")  # fmt: skip
+POSITIVE = ("max_items", "max_tokens", "vocab_size", "n_layer", "n_head", "n_embd",
+            "batch_size", "max_epochs", "patience", "min_epochs", "eval_batch_size", "eval_every",
+            "lora_rank")  # fmt: skip
 CHOICES = {"item_head": ("id", "tied"), "item_input": ("text", "text+id", "id"),
            "attn_impl": ("sdpa", "einops", "flex"), "finetune": ("full", "lora")}  # fmt: skip
 
@@ -136,8 +137,12 @@ def check_config(cfg: "Config") -> None:
         bad("max_train_seconds", "must be > 0 seconds, or None for no cap")
     if cfg.n_users is not None and cfg.n_users > 6040:
         bad("n_users", "MovieLens-1M has 6,040 users")
-    ranges = {"lr": cfg.lr > 0, "dropout": 0 <= cfg.dropout < 1, "grad_clip": cfg.grad_clip > 0,
-              "warmup_frac": 0 <= cfg.warmup_frac < 1}  # fmt: skip
+    ranges = {
+        "lr": cfg.lr > 0,
+        "dropout": 0 <= cfg.dropout < 1,
+        "grad_clip": cfg.grad_clip > 0,
+        "warmup_frac": 0 <= cfg.warmup_frac < 1,
+    }
     for name, ok in ranges.items():
         if not ok:
             bad(
@@ -185,10 +190,10 @@ FULL = dataclasses.replace(
     bf16=True,
 )
 
-# SASRec at the literature's scale, on 2 CPU cores in about an hour (Klenitskiy & Vasilev, RecSys'23:
-# SASRec with full cross-entropy, width 64, 2 blocks, 1 head, dropout 0.1, Adam lr 1e-3, batch 128,
-# length 200; 0.1821 NDCG@10). Every user, every training transition; validation every 4 epochs
-# (a full pass over 6,040 users costs about a third of an epoch).
+# SASRec at the literature's scale, on 2 CPU cores in about an hour (Klenitskiy & Vasilev,
+# RecSys'23: SASRec with full cross-entropy, width 64, 2 blocks, 1 head, dropout 0.1, Adam lr 1e-3,
+# batch 128, length 200; 0.1821 NDCG@10). Every user, every training transition; validation every 4
+# epochs (a full pass over 6,040 users costs about a third of an epoch).
 SASREC_FULL = dataclasses.replace(
     FULL,
     mode="sasrec-full",

@@ -1,10 +1,11 @@
 """GPT-2-family checkpoints (gpt2, distilgpt2, a local folder) under ItemGPT: family.py's "gpt2".
 
-Both papers fine-tune a pretrained LLM under item-aware masks. Loading keeps the backbone's BPE (plus
-BOS, SEP, PAD, whose embedding rows start at the mean row), its position table and its weights; the
-item head starts at each item's mean token embedding; an attention sublayer a plan adds (iam, control)
-starts as a copy of its block's pretrained one whose output projection is zero, i.e. the identity. So
-at step 0 the model computes what the backbone computes under the plan's masks. Notebook 05.
+Both papers fine-tune a pretrained LLM under item-aware masks. Loading keeps the backbone's BPE
+(plus BOS, SEP, PAD, whose embedding rows start at the mean row), its position table and its
+weights; the item head starts at each item's mean token embedding; an attention sublayer a plan adds
+(iam, control) starts as a copy of its block's pretrained one whose output projection is zero, i.e.
+the identity. So at step 0 the model computes what the backbone computes under the plan's masks.
+Notebook 05.
 """
 
 # Axes: item, token, embd (model width), vocab, position
@@ -19,9 +20,12 @@ from iam_tutorial.backbones import BackboneError, Shape, from_hub, grow_rows, hf
 from iam_tutorial.config import Config
 from iam_tutorial.model import ItemGPT, load_gpt2_weights
 
-GPT2_LIKE = {"activation_function": ("gelu_new", "gelu_pytorch_tanh"), "layer_norm_epsilon": (1e-5,),
-             "scale_attn_weights": (True,), "scale_attn_by_inverse_layer_idx": (False,),
-             "add_cross_attention": (False,)}  # fmt: skip  # what ItemGPT's blocks compute
+# What ItemGPT's blocks compute: a checkpoint's config must hold one of these values per field.
+GPT2_LIKE = {"activation_function": ("gelu_new", "gelu_pytorch_tanh"),
+             "layer_norm_epsilon": (1e-5,),
+             "scale_attn_weights": (True,),
+             "scale_attn_by_inverse_layer_idx": (False,),
+             "add_cross_attention": (False,)}  # fmt: skip
 
 
 def shape(name: str) -> Shape:

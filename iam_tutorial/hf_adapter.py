@@ -1,10 +1,11 @@
 """Item-aware attention inside any Hugging Face decoder (GPT-2, Llama, Qwen2 style), unrewritten.
 
 transformers looks its attention function up by name (`AttentionInterface`). We register
-`item_aware`: loaded with `attn_implementation="item_aware"`, every attention layer calls our function,
-which builds that layer's mask (`module.layer_idx` -> the plan's kind) from the per-token item index
-passed to the forward, `model(input_ids, item_index=...)`, with the very `masks.allow_mask` ItemGPT
-uses. Only plans that re-mask existing layers fit: token, hatllm, iam-alt, iam-heads. Notebook 05.
+`item_aware`: loaded with `attn_implementation="item_aware"`, every attention layer calls our
+function, which builds that layer's mask (`module.layer_idx` -> the plan's kind) from the per-token
+item index passed to the forward, `model(input_ids, item_index=...)`, with the very
+`masks.allow_mask` ItemGPT uses. Only plans that re-mask existing layers fit: token, hatllm,
+iam-alt, iam-heads. Notebook 05.
 """
 
 # Axes: batch, head, group (of heads), query, key, dim (per-head feature), token, embd

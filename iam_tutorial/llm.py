@@ -8,9 +8,10 @@ The backbone is a transformers decoder loaded as it was pretrained; we change th
   pretrained attention and norm whose output projection is zero: it adds exactly 0 at step 0, so
   the model starts as the backbone under the plan's masks (`AddedAttention`, `StackedLayer`);
 - items: our BOS, SEP and PAD tokens join the vocabulary at the mean embedding row; the item head
-  starts at each item's mean token embedding; with item_input="text+id" an ID vector, zero at step 0,
-  is added to every token of its item.
-`loss` and `score` are ItemGPT's, so the trainer, metrics and per-user ranks are the same. Notebook 05.
+  starts at each item's mean token embedding; with item_input="text+id" an ID vector, zero at step
+  0, is added to every token of its item.
+`loss` and `score` are ItemGPT's, so the trainer, metrics and per-user ranks are the same.
+Notebook 05.
 """
 
 # Axes: batch, token, embd (model width), item (catalog)

@@ -1,8 +1,9 @@
 """Attention masks from the per-token item index: causal, intra-item and inter-item.
 
-IAM (From Token to Item, WWW 2026) stacks an intra-item layer (a token sees only its own item) and an
-inter-item layer (a token sees only other items); HatLLM (2025) calls them IN and CR. One convention
-everywhere: boolean, True = may attend, shape (batch query key). Notebook 02 draws every mask.
+IAM (From Token to Item, WWW 2026) stacks an intra-item layer (a token sees only its own item) and
+an inter-item layer (a token sees only other items); HatLLM (2025) calls them IN and CR. One
+convention everywhere: boolean, True = may attend, shape (batch query key). Notebook 02 draws every
+mask.
 """
 
 # Axes: batch, head, query (rows of a mask), key (columns), token

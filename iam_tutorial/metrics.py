@@ -1,8 +1,9 @@
 """Full-catalog ranking metrics for leave-one-out evaluation: HR@k and NDCG@k.
 
-Every catalog item is ranked (no sampled negatives). By default the items of the user's input history
-are excluded from the ranking; `evaluate` reports both protocols in one pass. Ties are pessimistic:
-an item scored equal to the target ranks ahead of it, so a tie never helps a target by its index.
+Every catalog item is ranked (no sampled negatives). By default the items of the user's input
+history are excluded from the ranking; `evaluate` reports both protocols in one pass. Ties are
+pessimistic: an item scored equal to the target ranks ahead of it, so a tie never helps a target by
+its index.
 """
 
 # Axes: batch, item
@@ -96,7 +97,8 @@ def rank_targets(
         if not torch.isfinite(scores).all():  # a NaN would rank the target first (HR = NDCG = 1)
             raise NonFiniteScores(
                 f"{int((~torch.isfinite(scores)).any(1).sum())} of {len(rows)} users got NaN or "
-                "infinite scores: the model diverged; lower lr, keep grad_clip on, or turn bf16 off."
+                "infinite scores: the model diverged; lower lr, keep grad_clip on, or turn bf16 "
+                "off."
             )
         t = targets_t[rows]
         excluded.append(target_ranks(mask_seen(scores, [seen[r] for r in rows], t), t))

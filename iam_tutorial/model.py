@@ -1,8 +1,9 @@
 """A tiny GPT-2 from scratch whose attention sublayers each follow a mask from a layer plan.
 
-Parameter names match transformers' GPT-2 (`transformer.wte`, `transformer.h.0.attn.c_attn`, ...), so
-a `GPT2LMHeadModel` state dict loads with `load_gpt2_weights`. The recommender head reads the hidden
-state at each item's SEP and scores the whole catalog (SASRec-style: every prefix trained at once).
+Parameter names match transformers' GPT-2 (`transformer.wte`, `transformer.h.0.attn.c_attn`, ...),
+so a `GPT2LMHeadModel` state dict loads with `load_gpt2_weights`. The recommender head reads the
+hidden state at each item's SEP and scores the whole catalog (SASRec-style: every prefix trained at
+once).
 """
 
 # Axes: batch, head, token, dim (per-head feature), embd (model width), item
@@ -31,7 +32,8 @@ class SelfAttention(nn.Module):
         self.n_head, self.dropout, self.impl = n_head, dropout, impl
 
     def forward(self, x, allow, return_attn: bool = False):
-        """x (batch token embd), allow (batch query key) or a flex BlockMask -> (batch token embd)."""
+        """x (batch token embd), allow (batch query key) or a flex BlockMask -> (batch token
+        embd)."""
         q, k, v = rearrange(
             self.c_attn(x),
             "batch token (three head dim) -> three batch head token dim",

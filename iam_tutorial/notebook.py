@@ -162,5 +162,7 @@ class AttentionExplorer:
             display(self.widget(user, plan, sublayer))
         else:
             display(Image(self.png(user, plan, sublayer)))
-            print(f"static view: {self.title(user, plan, sublayer)} (the widget needs a live "
-                  "Jupyter kernel, or IAM_WIDGETS=1)")  # fmt: skip
+            print(
+                f"static view: {self.title(user, plan, sublayer)} (the widget needs a live "
+                "Jupyter kernel, or IAM_WIDGETS=1)"
+            )

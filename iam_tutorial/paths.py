@@ -32,5 +32,6 @@ def figures_dir() -> Path:
 
 def backbones_dir() -> Path:
     """Where named backbones' weights are unpacked (`python -m iam_tutorial.backbones fetch`):
-    `$IAM_BACKBONES_DIR` if set, else `<repo>/backbones` (git-ignored: weights are never committed)."""
+    `$IAM_BACKBONES_DIR` if set, else `<repo>/backbones` (git-ignored: weights are never
+    committed)."""
     return Path(os.environ.get("IAM_BACKBONES_DIR", REPO_ROOT / "backbones")).expanduser().resolve()

@@ -53,7 +53,8 @@ def epoch_windows(history: list[int], k: int, generator: torch.Generator) -> lis
 
 def fit_budget(window: list[int], lengths: list[int], budget: int) -> list[list[int]]:
     """Split a window whose serialization (BOS + its items' tokens) exceeds `budget` into pieces
-    that fit, each new piece starting at the previous piece's last item, so no transition is lost."""
+    that fit, each new piece starting at the previous piece's last item, so no transition is
+    lost."""
     pieces, start, used = [], 0, 1 + lengths[window[0]]
     for j in range(1, len(window)):
         if used + lengths[window[j]] > budget:
@@ -70,7 +71,8 @@ def fit_budget(window: list[int], lengths: list[int], budget: int) -> list[list[
 
 @dataclass
 class Prepared:
-    """Everything a run needs: split, tokenizer, serializer, and the evaluation inputs collated once."""
+    """Everything a run needs: split, tokenizer, serializer, and the evaluation inputs collated
+    once."""
 
     cfg: Config  # the run's config: derived settings applied (`run_config`)
     split: LeaveOneOut
@@ -165,5 +167,14 @@ def prepare(cfg: Config, split: LeaveOneOut | None = None, movies=None) -> Prepa
     batches = {s: serializer.collate(ws) for s, ws in windows.items()}
     kept = sum(int(b.item_index.max(1).values.sum()) + len(b) for b in batches.values())
     dropped = sum(len(w) for ws in windows.values() for w in ws) - kept
-    return Prepared(cfg, split, serializer, tokenizer, batches["valid"], batches["test"], inputs,
-                    dropped, bf16_reason)  # fmt: skip
+    return Prepared(
+        cfg,
+        split,
+        serializer,
+        tokenizer,
+        batches["valid"],
+        batches["test"],
+        inputs,
+        dropped,
+        bf16_reason,
+    )

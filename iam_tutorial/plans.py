@@ -1,9 +1,10 @@
 """Layer plans: which attention mask every sublayer of every block uses. The one table of them.
 
 IAM (From Token to Item, WWW 2026) stacks an intra-item and an inter-item layer; HatLLM (2025) puts
-intra-item masks in shallow layers, causal in the middle and cross-item masks in deep layers. Neither
-paper publishes code, so each row states our reading. Everything that lists plans (the model, the
-CLIs, the comparison, the README table, notebook 02) reads `PLANS`; adding a plan is one row here.
+intra-item masks in shallow layers, causal in the middle and cross-item masks in deep layers.
+Neither paper publishes code, so each row states our reading. Everything that lists plans (the
+model, the CLIs, the comparison, the README table, notebook 02) reads `PLANS`; adding a plan is one
+row here.
 """
 
 from collections.abc import Callable
@@ -51,46 +52,46 @@ _PLANS = (
         lambda n, s: [("causal",)] * n,
         "causal in every block (the ordinary LLM)",
         "the baseline both papers start from",
-    ),  # fmt: skip
+    ),
     Plan(
         "control",
         lambda n, s: [("causal", "causal")] * n,
         "the iam block shape with both sublayers causal",
         "ours: iam's exact parameter count",
         new_weights=True,
-    ),  # fmt: skip
+    ),
     Plan(
         "hatllm",
         _hatllm,
         "intra in the first a blocks, causal in the middle b, inter in the last c",
         "HatLLM: hatllm_split=(a, b, c), default a quarter each side",
-    ),  # fmt: skip
+    ),
     Plan(
         "iam",
         lambda n, s: [("intra", "inter")] * n,
         "each block: an intra-item sublayer, an inter-item sublayer, then the MLP",
         "IAM: the two layers stacked in every block",
         new_weights=True,
-    ),  # fmt: skip
+    ),
     Plan(
         "iam-alt",
         _alternating,
         "one sublayer per block, alternating intra, inter, intra, ...",
         "IAM: the alternative layout, re-masking GPT-2's own layers",
-    ),  # fmt: skip
+    ),
     Plan(
         "iam-heads",
         lambda n, s: [("intra|inter",)] * n,
         "every block: half the heads intra-item, half inter-item",
         "IAM: a head-split reading, re-masking GPT-2's own heads",
-    ),  # fmt: skip
+    ),
     Plan(
         "sasrec",
         lambda n, s: [("causal",)] * n,
         "token over one ID token per item, tied table",
         "SASRec (Kang & McAuley, 2018), the ID-only baseline",
         text=False,
-    ),  # fmt: skip
+    ),
 )
 PLANS: dict[str, Plan] = {p.name: p for p in _PLANS}
 MODEL_PLANS = tuple(PLANS)  # plans that train an ItemGPT
@@ -127,6 +128,7 @@ def plans_table(n_layer: int = 4) -> str:
     ]
     for p in _PLANS:
         rows.append(
-            f"| `{p.name}` | {describe(layer_plan(p.name, n_layer))} | {p.description} | {p.reading} |"
+            f"| `{p.name}` | {describe(layer_plan(p.name, n_layer))} | {p.description} | "
+            f"{p.reading} |"
         )
     return "\n".join(rows)

@@ -33,8 +33,12 @@ def groups_of(item_index: torch.Tensor) -> dict[str, torch.Tensor]:
     groups = key_groups(item_index)
     n = item_index.shape[1]
     eye = torch.eye(n, dtype=torch.bool, device=item_index.device).expand_as(groups["own_item"])
-    return {"self": eye & groups["own_item"], "own_item": groups["own_item"],
-            "other_items": groups["other_items"], "first": groups["bos"]}  # fmt: skip
+    return {
+        "self": eye & groups["own_item"],
+        "own_item": groups["own_item"],
+        "other_items": groups["other_items"],
+        "first": groups["bos"],
+    }
 
 
 def shares(weights: torch.Tensor, groups: dict) -> dict[str, torch.Tensor]:
@@ -45,8 +49,11 @@ def shares(weights: torch.Tensor, groups: dict) -> dict[str, torch.Tensor]:
         for name, g in groups.items()
     }
     rest = (1 - out["self"]).clamp(min=1e-12)
-    out |= {"own_item_x": (out["own_item"] - out["self"]) / rest,
-            "other_items_x": out["other_items"] / rest, "first_x": out["first"] / rest}  # fmt: skip
+    out |= {
+        "own_item_x": (out["own_item"] - out["self"]) / rest,
+        "other_items_x": out["other_items"] / rest,
+        "first_x": out["first"] / rest,
+    }
     return out
 
 
@@ -72,12 +79,15 @@ class PremiseRecorder:
 
 
 def even_shares(item_index: torch.Tensor) -> dict[str, float]:
-    """The shares an even spread over the causally visible keys gives, mean over measured queries."""
+    """The shares an even spread over the causally visible keys gives, mean over measured
+    queries."""
     allow = allow_mask("causal", item_index).double()
     even = rearrange(allow / allow.sum(-1, keepdim=True), "b q k -> b 1 q k")
     queries = measured_queries(item_index)
-    return {f"even_{k}": float(v[:, 0][queries].mean()) for k, v in
-            shares(even, groups_of(item_index)).items()}  # fmt: skip
+    return {
+        f"even_{k}": float(v[:, 0][queries].mean())
+        for k, v in shares(even, groups_of(item_index)).items()
+    }
 
 
 @torch.no_grad()
@@ -177,8 +187,9 @@ def main(argv=None):
 
     @guarded
     def run(argv):
-        parser = argparse.ArgumentParser(prog="python -m iam_tutorial.premise",
-                                         description=__doc__.splitlines()[0])  # fmt: skip
+        parser = argparse.ArgumentParser(
+            prog="python -m iam_tutorial.premise", description=__doc__.splitlines()[0]
+        )
         parser.add_argument("--backbone", default="smollm2-135m")
         parser.add_argument("--users", type=int, default=300, help="users 1..N (validation inputs)")
         parser.add_argument("--batch-size", type=int, default=16)
@@ -190,8 +201,10 @@ def main(argv=None):
         data = prepare(cfg)
         model = build_model(data.cfg, data.serializer)
         rows = range(len(data.valid))
-        batches = [data.valid[list(rows[i : i + args.batch_size])]
-                   for i in range(0, len(rows), args.batch_size)]  # fmt: skip
+        batches = [
+            data.valid[list(rows[i : i + args.batch_size])]
+            for i in range(0, len(rows), args.batch_size)
+        ]
         per_head = measure(model, batches)
         layers = by_layer(per_head)
         n = data.cfg.n_layer
@@ -204,10 +217,14 @@ def main(argv=None):
         save_fig(plot_premise(layers), "05_premise_smollm2", folder=args.out)
         from iam_tutorial.record import run_facts
 
-        facts = {"users": args.users, "queries": "item tokens of the 2nd item on, validation inputs",
-                 "max_tokens": data.cfg.max_tokens, "max_items": data.cfg.max_items,
-                 **run_facts(data.cfg),
-                 "precision": {"bf16": False, "why": "measured in float32 (no autocast)"}}  # fmt: skip
+        facts = {
+            "users": args.users,
+            "queries": "item tokens of the 2nd item on, validation inputs",
+            "max_tokens": data.cfg.max_tokens,
+            "max_items": data.cfg.max_items,
+            **run_facts(data.cfg),
+            "precision": {"bf16": False, "why": "measured in float32 (no autocast)"},
+        }
         (args.out / "facts.json").write_text(json.dumps(facts, indent=1, sort_keys=True))
         print(layers.round(3).to_string(index=False))
         print(removed[["plan", "ruled_out"]].round(3).to_string(index=False))

@@ -1,9 +1,9 @@
-"""Top-k recommendations for one user from a trained model, and a model folder that survives a restart.
+"""Top-k recommendations for one user from a trained model; a model folder survives a restart.
 
-    model, results = train(data)                      # data = pipeline.prepare(cfg)
-    save_model(model, data, "models/iam")             # weights, config, tokenizer, catalog, histories
-    model, saved = load_model("models/iam")           # later, in a fresh process
-    recommend(model, saved, user_id=1, k=10)          # rank, movie_id, title, score
+    model, results = train(data)              # data = pipeline.prepare(cfg)
+    save_model(model, data, "models/iam")     # weights, config, tokenizer, catalog, histories
+    model, saved = load_model("models/iam")   # later, in a fresh process
+    recommend(model, saved, user_id=1, k=10)  # rank, movie_id, title, score
 
 Users and items are the original ids (MovieLens user and movie ids, or your CSV's); the user's whole
 known history is excluded from the ranking, as in evaluation (notebook 03).
@@ -118,7 +118,8 @@ def check_request(data: SavedData, user_id, k) -> list[int]:
     unseen = len(data.movie_ids) - 1 - len(set(history))
     if k > unseen:
         raise RecommendError(
-            f"k={k}, but user {user_id} has only {unseen:,} unseen items of {len(data.movie_ids) - 1:,}."
+            f"k={k}, but user {user_id} has only {unseen:,} unseen items of "
+            f"{len(data.movie_ids) - 1:,}."
         )
     return history
 

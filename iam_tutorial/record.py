@@ -16,13 +16,24 @@ from iam_tutorial.device import cpu_name, peak_memory_mib
 from iam_tutorial.metrics import metrics_and_ranks, protocol
 from iam_tutorial.repro import git_commit
 
-UNTRAINED = {"epochs": 0, "best_epoch": 0, "converged": None, "stopped_by": None, "steps": 0,
-             "train_seconds": 0.0, "wall_seconds": 0.0, "tokens_per_second": 0, "params": 0,
-             "trainable_params": 0, "history": {}}  # fmt: skip
+UNTRAINED = {
+    "epochs": 0,
+    "best_epoch": 0,
+    "converged": None,
+    "stopped_by": None,
+    "steps": 0,
+    "train_seconds": 0.0,
+    "wall_seconds": 0.0,
+    "tokens_per_second": 0,
+    "params": 0,
+    "trainable_params": 0,
+    "history": {},
+}
 
 
-def training_facts(model, log: dict, best_epoch: int, epochs: int, patience: int,
-                   stopped_by: str | None) -> dict:  # fmt: skip
+def training_facts(
+    model, log: dict, best_epoch: int, epochs: int, patience: int, stopped_by: str | None
+) -> dict:
     """How a training run went. Converged: the best epoch was not the last. Stopped by the
     plateau rule (patience epochs without a better one), the epoch or step cap, or the clock."""
     seconds = log["train_seconds"]
@@ -41,8 +52,15 @@ def training_facts(model, log: dict, best_epoch: int, epochs: int, patience: int
     }
 
 
-def results_record(cfg: Config, split, ranks: dict, training: dict | None = None, device=None,
-                   data_facts: dict | None = None, note: str = "") -> dict:  # fmt: skip
+def results_record(
+    cfg: Config,
+    split,
+    ranks: dict,
+    training: dict | None = None,
+    device=None,
+    data_facts: dict | None = None,
+    note: str = "",
+) -> dict:
     """The record: `ranks` ({split: {protocol: ranks}}), `training` (training_facts, or None
     for a baseline), and every fact of the run."""
     device = device or torch.device("cpu")
@@ -58,7 +76,7 @@ def results_record(cfg: Config, split, ranks: dict, training: dict | None = None
             "items": split.n_items,
             "files": split.files,
             **(data_facts or {}),
-        },  # fmt: skip
+        },
         **(training or UNTRAINED),
         **metrics_and_ranks(ranks),
         **run_facts(cfg, device, (data_facts or {}).get("bf16_reason", "")),
@@ -81,5 +99,5 @@ def run_facts(cfg: Config, device=None, bf16_reason: str = "") -> dict:
             "python": platform.python_version(),
             "torch": torch.__version__,
             "transformers": transformers.__version__,
-        },  # fmt: skip
+        },
     }

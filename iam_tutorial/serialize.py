@@ -1,9 +1,9 @@
-"""User history -> token ids plus a per-token item index: the input every attention mask is built from.
+"""User history -> token ids plus a per-token item index, what every attention mask is built from.
 
-`[BOS] Toy Story (1995) | Animation, ... [SEP] Heat (1995) | Action, ... [SEP]`
-BOS is a global token (item index GLOBAL), each item's tokens carry the item's position in the
-history (0, 1, ...), and PAD belongs to no item (PADDING). The hidden state at an item's SEP predicts
-the next item. Padding is on the right, so positions of real tokens never depend on the batch.
+`[BOS] Toy Story (1995) | Animation, ... [SEP] Heat (1995) | Action, ... [SEP]` BOS is a global
+token (item index GLOBAL), each item's tokens carry the item's position in the history (0, 1, ...),
+and PAD belongs to no item (PADDING). The hidden state at an item's SEP predicts the next item.
+Padding is on the right, so positions of real tokens never depend on the batch.
 """
 
 from dataclasses import dataclass
@@ -28,7 +28,8 @@ class Serialized:
 
 @dataclass
 class Batch:
-    """Right-padded tensors. Shapes: tokens, item_index, targets, items (batch token); readout (batch)."""
+    """Right-padded tensors. Shapes: tokens, item_index, targets, items (batch token); readout
+    (batch)."""
 
     tokens: torch.Tensor
     item_index: torch.Tensor  # position of each token's item in the history (GLOBAL, PADDING)
@@ -96,7 +97,8 @@ class Serializer:
         return [[t for t in toks if t != self.sep_id] for toks in self.item_tokens]
 
     def serialize(self, history: list[int]) -> Serialized:
-        """Keep the most recent whole items that fit the budget (BOS included); never cut an item."""
+        """Keep the most recent whole items that fit the budget (BOS included); never cut an
+        item."""
         if not history:
             raise ValueError("Cannot serialize an empty history: a user needs at least one item.")
         budget, kept = self.max_tokens - 1, []

@@ -1,7 +1,7 @@
 """Training and evaluation of one (plan, seed): data -> serialization -> model -> AdamW -> metrics.
 
-AdamW with warmup + cosine decay, gradient clipping, early stopping on validation NDCG@10 with the best
-weights kept, bf16 autocast and torch.compile as GPU options. The CLI writes one results JSON:
+AdamW with warmup + cosine decay, gradient clipping, early stopping on validation NDCG@10 with the
+best weights kept, bf16 autocast and torch.compile as GPU options. The CLI writes one results JSON:
   python -m iam_tutorial.train --mode quick --plan iam --item-input text+id --seed 0
 """
 
@@ -87,8 +87,13 @@ def evaluate_model(model: ItemGPT, data: Prepared, split: str, device, ranks: bo
     model.eval()
     targets = getattr(data.split, split)
     lengths = (getattr(data, split).item_index != PADDING).sum(1)
-    result = rank_targets(model_scorer(model, data, split, device), data.seen[split], targets,
-                          data.cfg.eval_batch_size, torch.argsort(lengths, stable=True))  # fmt: skip
+    result = rank_targets(
+        model_scorer(model, data, split, device),
+        data.seen[split],
+        targets,
+        data.cfg.eval_batch_size,
+        torch.argsort(lengths, stable=True),
+    )
     model.train()
     return result if ranks else {p: metrics_from_ranks(r) for p, r in result.items()}
 
@@ -149,8 +154,15 @@ def start_run(data: Prepared) -> RunState:
     optimizer = make_optimizer(model, cfg)
     scheduler = make_schedule(optimizer, data)
     generator = torch.Generator().manual_seed(cfg.seed)
-    log = {"step": [], "loss": [], "epoch": [], "valid_" + HEADLINE: [], "seconds": [], "tokens": 0,
-           "train_seconds": 0.0}  # fmt: skip
+    log = {
+        "step": [],
+        "loss": [],
+        "epoch": [],
+        "valid_" + HEADLINE: [],
+        "seconds": [],
+        "tokens": 0,
+        "train_seconds": 0.0,
+    }
     best = BestEpoch(cfg.patience, cfg.min_epochs)
     return RunState(data, device, model, loss_fn, optimizer, scheduler, generator, log, best)
 
@@ -167,8 +179,9 @@ def train_step(model, loss_fn, optimizer, scheduler, batch: Batch, cfg: Config) 
     return loss.item()
 
 
-def run_epoch(model, loss_fn, optimizer, scheduler, batches, cfg: Config, log: dict, on_step,
-              deadline: float) -> str | None:  # fmt: skip
+def run_epoch(
+    model, loss_fn, optimizer, scheduler, batches, cfg: Config, log: dict, on_step, deadline: float
+) -> str | None:
     """Train on one epoch's batches; returns why it stopped early ("steps" or "time") or None."""
     device = next(model.parameters()).device
     for batch in batches:
@@ -205,7 +218,8 @@ def train(data: Prepared, progress: bool = True, on_epoch: Callable | None = Non
     `eval_every` epochs, the best epoch's weights kept, stopped by patience, `max_epochs`,
     `max_steps` or `max_train_seconds`. `on_epoch(state)` (minGPT's callback) is called before
     the first epoch (state.epoch 0: a hook may restore a saved run there) and after every epoch;
-    the lab's hooks take budget snapshots and checkpoints (lab/hooks.py). Returns (model, results)."""
+    the lab's hooks take budget snapshots and checkpoints (lab/hooks.py).
+    Returns (model, results)."""
     cfg, hook = data.cfg, on_epoch or (lambda state: None)
     state = start_run(data)
     hook(state)
@@ -215,8 +229,17 @@ def train(data: Prepared, progress: bool = True, on_epoch: Callable | None = Non
     stopped = None
     for epoch in range(state.epoch + 1, cfg.max_epochs + 1):
         start = time.perf_counter()
-        stopped = run_epoch(s.model, s.loss_fn, s.optimizer, s.scheduler, data.epoch(s.generator),
-                            cfg, log, lambda loss: step_bar(bar, loss), deadline)  # fmt: skip
+        stopped = run_epoch(
+            s.model,
+            s.loss_fn,
+            s.optimizer,
+            s.scheduler,
+            data.epoch(s.generator),
+            cfg,
+            log,
+            lambda loss: step_bar(bar, loss),
+            deadline,
+        )
         log["train_seconds"] += time.perf_counter() - start
         evaluated = epoch % cfg.eval_every == 0 or stopped or epoch == cfg.max_epochs
         if evaluated:
@@ -232,8 +255,16 @@ def train(data: Prepared, progress: bool = True, on_epoch: Callable | None = Non
     bar.total = bar.n  # the run ended where it ended: the bar closes full
     bar.close()
     s.model.load_state_dict(s.best.state)
-    results = results_of(s.model, data, s.device, log, s.best.epoch, s.epoch,
-                         "time" if stopped == "time" else None, s.best.ranks)  # fmt: skip
+    results = results_of(
+        s.model,
+        data,
+        s.device,
+        log,
+        s.best.epoch,
+        s.epoch,
+        "time" if stopped == "time" else None,
+        s.best.ranks,
+    )
     return s.model, results
 
 
@@ -251,15 +282,27 @@ def progress_bar(cfg: Config, data: Prepared, progress: bool, done: int = 0):
     return tqdm(total=total, initial=done, desc=name, disable=quiet, unit="step")
 
 
-def results_of(model, data: Prepared, device, log, best_epoch, epochs,
-               stopped_by: str | None = None, valid_ranks: dict | None = None) -> dict:  # fmt: skip
+def results_of(
+    model,
+    data: Prepared,
+    device,
+    log,
+    best_epoch,
+    epochs,
+    stopped_by: str | None = None,
+    valid_ranks: dict | None = None,
+) -> dict:
     """The results record of a trained model (record.py): metrics, per-user ranks, training.
     `valid_ranks`: this model's validation ranks if already computed (the best epoch's)."""
-    ranks = {"valid": valid_ranks or evaluate_model(model, data, "valid", device, ranks=True),
-             "test": evaluate_model(model, data, "test", device, ranks=True)}  # fmt: skip
+    ranks = {
+        "valid": valid_ranks or evaluate_model(model, data, "valid", device, ranks=True),
+        "test": evaluate_model(model, data, "test", device, ranks=True),
+    }
     training = training_facts(model, log, best_epoch, epochs, data.cfg.patience, stopped_by)
-    facts = {"eval_input_items_dropped_by_token_budget": data.n_dropped,
-             "bf16_reason": data.bf16_reason}  # fmt: skip
+    facts = {
+        "eval_input_items_dropped_by_token_budget": data.n_dropped,
+        "bf16_reason": data.bf16_reason,
+    }
     return results_record(data.cfg, data.split, ranks, training, device, facts)
 
 
@@ -310,8 +353,10 @@ def main(argv=None):
     results = run(cfg)
     path = write_results(results, out_dir)
     test = results["test"]["seen_excluded"]
-    print(f"{cfg.plan} seed {cfg.seed}: test HR@10 {test['HR@10']:.4f} NDCG@10 {test['NDCG@10']:.4f} "
-          f"({protocol('test')}) -> {path}")  # fmt: skip
+    print(
+        f"{cfg.plan} seed {cfg.seed}: test HR@10 {test['HR@10']:.4f} NDCG@10 {test['NDCG@10']:.4f} "
+        f"({protocol('test')}) -> {path}"
+    )
     return results
 
 

@@ -97,7 +97,8 @@ def label_items(ax, item_index, tokens=None):
 
 
 def _check(matrix, item_index) -> tuple[np.ndarray, int]:
-    """A (query key) or (leading query key) matrix as float, checked against the history's length."""
+    """A (query key) or (leading query key) matrix as float, checked against the history's
+    length."""
     matrix, n = _numpy(matrix).astype(float), len(_numpy(item_index).ravel())
     if matrix.ndim not in (2, 3) or matrix.shape[-2:] != (n, n):
         raise ValueError(
@@ -150,8 +151,13 @@ def plot_mask(allow, item_index, ax=None, title=None, tokens=None, legend=True, 
     label_items(ax, item_index, tokens)
     ax.set_title(title or "")
     if legend:
-        ax.legend(handles=mask_legend_handles(codes, labels), loc="upper left",
-                  bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)  # fmt: skip
+        ax.legend(
+            handles=mask_legend_handles(codes, labels),
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1),
+            fontsize=8,
+            frameon=False,
+        )
     return ax
 
 
@@ -179,8 +185,17 @@ def attention_values(attn, item_index, scale: str = "log") -> np.ndarray:
     return np.maximum(attn, LOG_FLOOR) if scale == "log" else attn
 
 
-def plot_attention(attn, item_index, ax=None, title=None, tokens=None, allow=None, scale="log",
-                   colorbar=True, note_scale=True):  # fmt: skip
+def plot_attention(
+    attn,
+    item_index,
+    ax=None,
+    title=None,
+    tokens=None,
+    allow=None,
+    scale="log",
+    colorbar=True,
+    note_scale=True,
+):
     """Heatmap of attention weights (query key), or (head query key) averaged over heads, on a
     `scale` ('log' by default, 'row', 'linear') that the title states (unless `note_scale=False`)
     and the colour bar labels. Cells a mask `allow` (query key, or group query key) rules out
@@ -203,8 +218,13 @@ def plot_attention(attn, item_index, ax=None, title=None, tokens=None, allow=Non
 def _grid(n_panels: int, ncols: int, size: float, extra_width: float = 0.0):
     ncols = max(1, min(ncols, n_panels))
     nrows = math.ceil(n_panels / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols + extra_width, size * nrows + 0.6),
-                             squeeze=False, layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(size * ncols + extra_width, size * nrows + 0.6),
+        squeeze=False,
+        layout="constrained",
+    )
     for ax in axes.flat[n_panels:]:
         ax.axis("off")
     return fig, list(axes.flat[:n_panels])
@@ -220,10 +240,12 @@ def _outer_labels(axes: list, ncols: int):
             ax.set_xlabel("")
 
 
-def plot_masks(masks: dict, item_index, tokens=None, size: float = 3.6, ncols: int = 3,
-               title=None, labels=None):  # fmt: skip
+def plot_masks(
+    masks: dict, item_index, tokens=None, size: float = 3.6, ncols: int = 3, title=None, labels=None
+):
     """Several masks, one panel per {title: allow (query key)}, `ncols` to a row, with one legend
-    for the figure (`labels` renames its entries, as in `mask_legend_handles`). Returns the Figure."""
+    for the figure (`labels` renames its entries, as in `mask_legend_handles`). Returns the
+    Figure."""
     fig, axes = _grid(len(masks), ncols, size)
     codes = []
     for ax, (name, allow) in zip(axes, masks.items(), strict=True):
@@ -231,22 +253,36 @@ def plot_masks(masks: dict, item_index, tokens=None, size: float = 3.6, ncols: i
         codes.append(mask_codes(allow, item_index))
     _outer_labels(axes, ncols)
     handles = mask_legend_handles(np.concatenate([c.ravel() for c in codes]), labels)
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5),
-               fontsize=9, frameon=False)  # fmt: skip
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=min(len(handles), 5),
+        fontsize=9,
+        frameon=False,
+    )
     if title:
         fig.get_layout_engine().set(h_pad=0.1)  # room for the title above the panels' own
         fig.suptitle(title)
     return fig
 
 
-def plot_attention_grid(panels: dict, item_index, ncols: int = 3, size: float = 3.6,
-                        scale: str = "log", title=None):  # fmt: skip
+def plot_attention_grid(
+    panels: dict, item_index, ncols: int = 3, size: float = 3.6, scale: str = "log", title=None
+):
     """Attention maps, one panel per {title: (attn, allow)} (allow may be None), `ncols` to a row,
     on one shared colour scale with one labelled colour bar; the title states the scale."""
     fig, axes = _grid(len(panels), ncols, size, extra_width=0.8)
     for ax, (name, (attn, allow)) in zip(axes, panels.items(), strict=True):
-        plot_attention(attn, item_index, ax=ax, title=name, allow=allow, scale=scale,
-                       colorbar=False, note_scale=False)  # fmt: skip
+        plot_attention(
+            attn,
+            item_index,
+            ax=ax,
+            title=name,
+            allow=allow,
+            scale=scale,
+            colorbar=False,
+            note_scale=False,
+        )
     _outer_labels(axes, ncols)
     mesh = axes[0].collections[0]
     fig.colorbar(mesh, ax=axes, shrink=0.6, label=SCALES[scale][0])
@@ -260,11 +296,24 @@ def plot_mask_and_attention(allow, attn, item_index, title=None, tokens=None, sc
     bar); the title states the colour scale. Returns the Figure."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 5.4), layout="constrained")
     plot_mask(allow, item_index, ax=left, title="mask", tokens=tokens, legend=False)
-    plot_attention(attn, item_index, ax=right, title="attention (mean over heads)", tokens=tokens,
-                   allow=allow, scale=scale, note_scale=False)  # fmt: skip
+    plot_attention(
+        attn,
+        item_index,
+        ax=right,
+        title="attention (mean over heads)",
+        tokens=tokens,
+        allow=allow,
+        scale=scale,
+        note_scale=False,
+    )
     handles = mask_legend_handles(mask_codes(allow, item_index))
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5),
-               fontsize=8, frameon=False)  # fmt: skip
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=min(len(handles), 5),
+        fontsize=8,
+        frameon=False,
+    )
     fig.suptitle("\n".join(t for t in (title, SCALES[scale][1]) if t))
     return fig
 
@@ -281,9 +330,19 @@ def plot_plan(plan: list[tuple[str, ...]], ax=None, title=None):
     if ax is None:
         ax = plt.subplots(figsize=(1 + 1.3 * width, 0.5 + 0.45 * len(plan)))[1]
     cmap = ListedColormap([KIND_COLORS[k] for k in PLAN_KINDS])
-    sns.heatmap(codes, ax=ax, cmap=cmap, vmin=-0.5, vmax=len(PLAN_KINDS) - 0.5, cbar=False,
-                annot=np.array(kinds), fmt="", mask=np.isnan(codes), linewidths=2,
-                annot_kws={"fontsize": 9})  # fmt: skip
+    sns.heatmap(
+        codes,
+        ax=ax,
+        cmap=cmap,
+        vmin=-0.5,
+        vmax=len(PLAN_KINDS) - 0.5,
+        cbar=False,
+        annot=np.array(kinds),
+        fmt="",
+        mask=np.isnan(codes),
+        linewidths=2,
+        annot_kws={"fontsize": 9},
+    )
     blocks = [f"block {b}" for b in reversed(range(len(plan)))]
     ax.set_yticks(np.arange(len(plan)) + 0.5, blocks, rotation=0)
     ax.set_xticks(np.arange(width) + 0.5, [f"attn {s + 1}" for s in range(width)])
@@ -296,8 +355,13 @@ def plot_plans(plans: dict, title=None, ncols: int = 4):
     height = 0.6 + 0.45 * max(len(plan) for plan in plans.values())
     ncols = max(1, min(ncols, len(plans)))
     nrows = math.ceil(len(plans) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, height * nrows + 0.4),
-                             squeeze=False, layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(2.6 * ncols, height * nrows + 0.4),
+        squeeze=False,
+        layout="constrained",
+    )
     for ax in axes.flat[len(plans) :]:
         ax.axis("off")
     for ax, (name, plan) in zip(axes.flat, plans.items(), strict=False):
@@ -318,8 +382,15 @@ def plot_windows(windows_by_epoch: dict, n_items: int, ax=None, title=None):
         for w, window in enumerate(windows):
             first, last = int(window[0]), int(window[-1])
             ax.broken_barh([(first, last - first)], (r - 0.3, 0.6), facecolors=colors[w % 2])
-            ax.text((first + last) / 2, r, str(last - first), ha="center", va="center",
-                    color="white", fontsize=8)  # fmt: skip
+            ax.text(
+                (first + last) / 2,
+                r,
+                str(last - first),
+                ha="center",
+                va="center",
+                color="white",
+                fontsize=8,
+            )
         ax.plot(range(n_items), [r + 0.4] * n_items, "k.", markersize=2.5)
     ax.set_yticks(range(rows), list(windows_by_epoch))
     ax.set_ylim(rows - 0.45, -0.55)
@@ -334,13 +405,22 @@ def plot_premise(layers, title: str = "Where a pretrained LLM's attention goes (
     token, solid, against the even spread over the visible keys, dashed (premise.by_layer)."""
     fig, ax = plt.subplots(figsize=(8, 4.2))
     colours = {"own_item_x": "C0", "other_items_x": "C1", "first_x": "C2"}
-    names = {"own_item_x": "own item (self excluded)", "other_items_x": "other items",
-             "first_x": "first token (BOS)"}  # fmt: skip
+    names = {
+        "own_item_x": "own item (self excluded)",
+        "other_items_x": "other items",
+        "first_x": "first token (BOS)",
+    }
     for column, colour in colours.items():
         ax.plot(layers.layer, layers[column], marker="o", ms=3, color=colour, label=names[column])
         ax.axhline(layers["even_" + column].iloc[0], color=colour, ls="--", lw=1)
     ax.set(xlabel="layer", ylabel="share of attention", ylim=(0, 1), title=title)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=3, fontsize=8,
-              title="solid: measured · dashed: even spread over the visible keys", title_fontsize=8)  # fmt: skip
+    ax.legend(
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.16),
+        ncols=3,
+        fontsize=8,
+        title="solid: measured · dashed: even spread over the visible keys",
+        title_fontsize=8,
+    )
     fig.tight_layout()
     return fig

@@ -1,4 +1,4 @@
-"""MovieLens-1M loading, your own CSV log in the same form, and a synthetic MovieLens-shaped fixture."""
+"""MovieLens-1M loading, your own CSV log in the same form, a synthetic MovieLens-shaped fixture."""
 
 from iam_tutorial.data.custom import load_csv_items, load_csv_sequences
 from iam_tutorial.data.movielens import (

@@ -111,7 +111,8 @@ def load_csv_sequences(
     """Each user's items in (timestamp, file row) order. Users with fewer than 3 interactions are
     dropped, counted in `source` and named in one line on stderr, or, with `drop_short=False`,
     refused. A row that repeats an earlier (user, item, timestamp) is refused, or with
-    `drop_duplicates=True` dropped and counted. No item filter: the catalog is every item in the file."""
+    `drop_duplicates=True` dropped and counted. No item filter: the catalog is every item in the
+    file."""
     path = Path(path)
     frame = read_log(path, {"user": user, "item": item, "timestamp": timestamp})
     log = pd.DataFrame(

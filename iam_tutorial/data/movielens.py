@@ -1,10 +1,11 @@
 """MovieLens-1M: download, validated loading, standard sequences, leave-one-out split.
 
-Two sources give the same per-user sequences of original movie ids (tests/test_movielens.py proves it):
-the official GroupLens files (`ml-1m/`), preprocessed the standard way, and the SASRec benchmark form
-(`ml-1m-sasrec/ml-1m.txt` plus id maps). Partial data is refused or used only for what it covers;
-damaged files (empty, cut off, re-encoded, edited: checked byte by byte and against the official
-checksums) are refused with what to do, and every result records its source and files' sha256.
+Two sources give the same per-user sequences of original movie ids (tests/test_movielens.py proves
+it): the official GroupLens files (`ml-1m/`), preprocessed the standard way, and the SASRec
+benchmark form (`ml-1m-sasrec/ml-1m.txt` plus id maps). Partial data is refused or used only for
+what it covers; damaged files (empty, cut off, re-encoded, edited: checked byte by byte and against
+the official checksums) are refused with what to do, and every result records its source and files'
+sha256.
 """
 
 import hashlib
@@ -249,7 +250,8 @@ def load_ratings(root: Path | None = None, allow_partial: bool = False) -> pd.Da
     complete = len(ratings) == ML1M_RATINGS_ROWS
     if not complete and not allow_partial:
         raise DataError(
-            f"{path} has {len(ratings):,} rows, not the official {ML1M_RATINGS_ROWS:,}: it is partial. "
+            f"{path} has {len(ratings):,} rows, not the official {ML1M_RATINGS_ROWS:,}: it is "
+            "partial. "
             f"Download the complete file (`python -m iam_tutorial.data --force`), or pass "
             f"allow_partial=True to use only the users it fully covers."
         )

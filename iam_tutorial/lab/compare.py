@@ -1,4 +1,4 @@
-"""Item-aware vs token-level attention: every plan x item input x seed, on identical data and budget.
+"""Item-aware vs token-level attention: every plan x item input x seed, same data and budget.
 
   python -m iam_tutorial.lab.compare --mode quick [--parallel 2]
 
@@ -36,13 +36,31 @@ from iam_tutorial.paths import results_dir
 from iam_tutorial.plans import ALL_PLANS
 
 # What notebooks, scripts and the lab's other rooms import from here (the three rooms above).
-__all__ = ["budget_dir", "budget_markdown", "budget_table", "cell_name", "decision_table",
-           "load_cells", "main", "protocol_line", "run_comparison", "stored_cell", "summarize",
-           "tidy", "write_cell"]  # fmt: skip
+__all__ = [
+    "budget_dir",
+    "budget_markdown",
+    "budget_table",
+    "cell_name",
+    "decision_table",
+    "load_cells",
+    "main",
+    "protocol_line",
+    "run_comparison",
+    "stored_cell",
+    "summarize",
+    "tidy",
+    "write_cell",
+]
 
 # Grid fields --set may name, as the scripts pass them (older names too): field of Experiment.
-GRID_KEYS = {"plans": "plans", "compare_plans": "plans", "inputs": "inputs",
-             "item_inputs": "inputs", "seeds": "seeds", "budgets": "budgets"}  # fmt: skip
+GRID_KEYS = {
+    "plans": "plans",
+    "compare_plans": "plans",
+    "inputs": "inputs",
+    "item_inputs": "inputs",
+    "seeds": "seeds",
+    "budgets": "budgets",
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,14 +69,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     add_config_args(parser)
     arg = parser.add_argument
-    arg("--plans", nargs="*", default=None,
-        help=f"plans to compare (default: the preset's; any of {', '.join(ALL_PLANS)})")  # fmt: skip
+    arg(
+        "--plans",
+        nargs="*",
+        default=None,
+        help=f"plans to compare (default: the preset's; any of {', '.join(ALL_PLANS)})",
+    )
     arg("--inputs", nargs="*", default=None, help="item inputs: text, text+id")
     arg("--seeds", nargs="*", type=int, default=None, help="seeds (default: the preset's)")
     arg("--parallel", type=int, default=1, help="cells trained at once, in processes")
     arg("--redo", action="store_true", help="retrain cells already stored")
-    arg("--report-only", action="store_true",
-        help="train nothing: report the cells stored in --out, whatever code made them")  # fmt: skip
+    arg(
+        "--report-only",
+        action="store_true",
+        help="train nothing: report the cells stored in --out, whatever code made them",
+    )
     arg("--out", type=Path, default=None, help="results folder (default results/<mode>)")
     return parser.parse_args(argv)
 
@@ -107,8 +132,9 @@ def main(argv=None):
         write_figures(exp.run, results, tidy(results), out_dir)
         return
     else:
-        table, results = run_experiment(exp, out_dir, args.redo, parallel=args.parallel,
-                                        with_results=True)  # fmt: skip
+        table, results = run_experiment(
+            exp, out_dir, args.redo, parallel=args.parallel, with_results=True
+        )
         print(publish(exp.run, results, table, out_dir))
         show_beside_reference(exp, table)
         write_figures(exp.run, results, table, out_dir)
@@ -132,8 +158,10 @@ def show_beside_reference(exp: Experiment, table: pd.DataFrame) -> None:
         return
     changed = config_diff(PRESETS[exp.run.mode], exp.run)
     differs = ", ".join(f"{k}={v}" for k, (_, v) in changed.items()) or "none"
-    print(f"\nthis run beside the committed reference (config fields changed here: {differs}; "
-          "test NDCG@10, seen items excluded):")  # fmt: skip
+    print(
+        f"\nthis run beside the committed reference (config fields changed here: {differs}; "
+        "test NDCG@10, seen items excluded):"
+    )
     print(beside_reference(table, pd.read_csv(reference / "comparison.csv")).to_string())
 
 

@@ -65,8 +65,9 @@ EXPERIMENTS = {
 }
 
 
-def get_experiment(mode: str | None = None, plans=None, inputs=None, seeds=None, budgets=None,
-                   **overrides) -> Experiment:  # fmt: skip
+def get_experiment(
+    mode: str | None = None, plans=None, inputs=None, seeds=None, budgets=None, **overrides
+) -> Experiment:
     """The experiment of preset `mode` (default `$IAM_MODE`, else quick): its run's config with
     field `overrides`, and its grid with `plans`, `inputs`, `seeds`, `budgets` where given."""
     run = get_config(mode or os.environ.get("IAM_MODE"), **overrides)

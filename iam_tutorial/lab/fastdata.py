@@ -92,7 +92,7 @@ class FastPrepared(Prepared):
         return cls(**fields, streams=streams)
 
     def for_config(self, cfg: Config, device=None) -> "FastPrepared":
-        """These data under another cell's config (SASRec's ID form applied), streams on `device`."""
+        """These data under another cell's config (SASRec's ID form applied), on `device`."""
         text = get_plan(cfg.plan).text
         if text != get_plan(self.cfg.plan).text:
             raise ValueError(f"These data hold {'ID' if text else 'text'} items, not {cfg.plan}'s.")
@@ -123,7 +123,7 @@ class FastPrepared(Prepared):
         return out
 
     def _split(self, a: int, b: int) -> list[tuple[int, int]]:
-        """pipeline.fit_budget on positions a..b, as spans (each piece starts at the last one's end)."""
+        """pipeline.fit_budget on positions a..b, as spans (each starts at the last one's end)."""
         window = self.streams.catalog[a : b + 1]
         pieces, start = [], a
         for piece in fit_budget(window, self.item_lengths, self.cfg.max_tokens):
@@ -157,7 +157,7 @@ class FastPrepared(Prepared):
         return sum(len(rows) * (1 + max(n_tokens[i] for i in rows)) for rows in batches)
 
     def epoch(self, generator: torch.Generator, pool: int = 50) -> Iterator[Batch]:
-        """`Prepared.epoch`'s batches (same order, same length buckets), gathered from the streams."""
+        """`Prepared.epoch`'s batches (same order, same length buckets), from the streams."""
         spans, n_tokens, batches = self.batch_plan(generator, pool)
         for rows in batches:
             yield self.gather([spans[i] for i in rows], [n_tokens[i] for i in rows])
@@ -182,5 +182,10 @@ class FastPrepared(Prepared):
             return torch.cat([torch.full_like(x[:, :1], value), x], 1)
 
         bos = self.serializer.bos_id
-        return Batch(lead(tokens, bos), lead(item_index, GLOBAL), lead(targets, IGNORE),
-                     length, lead(items, 0))  # fmt: skip
+        return Batch(
+            lead(tokens, bos),
+            lead(item_index, GLOBAL),
+            lead(targets, IGNORE),
+            length,
+            lead(items, 0),
+        )

@@ -61,9 +61,17 @@ def share_data(cells: list[Config], path: Path):
     return split
 
 
-def run_full(base: Config, groups: list[list[Config]], out_dir: Path, budget: float,
-             parallel: int = 12, least: int = 5, seconds: float = 8.0, epochs: int | None = None,
-             log=print) -> dict:  # fmt: skip
+def run_full(
+    base: Config,
+    groups: list[list[Config]],
+    out_dir: Path,
+    budget: float,
+    parallel: int = 12,
+    least: int = 5,
+    seconds: float = 8.0,
+    epochs: int | None = None,
+    log=print,
+) -> dict:
     """Every cell of `groups` that fits, trained concurrently inside `budget` wall seconds from
     now; writes <out_dir>/runs/ and returns the sizing facts (also in <out_dir>/sizing.json)."""
     began = time.time()
@@ -79,17 +87,22 @@ def run_full(base: Config, groups: list[list[Config]], out_dir: Path, budget: fl
             split = share_data(models, path)
             facts["prepare_seconds"] = round(time.time() - began, 1)
             log(f"data prepared and pre-tokenized in {facts['prepare_seconds']} s; {lanes} workers")
-            plan = size_cells(pool, groups, models, deadline, least, seconds, epochs,
-                              base.max_epochs, log)  # fmt: skip
+            plan = size_cells(
+                pool, groups, models, deadline, least, seconds, epochs, base.max_epochs, log
+            )
             facts |= plan
-            facts |= train_cells(pool, groups[: plan["kept_groups"]], plan, split, out_dir,
-                                 deadline, log)  # fmt: skip
+            facts |= train_cells(
+                pool, groups[: plan["kept_groups"]], plan, split, out_dir, deadline, log
+            )
         finally:
             pool.close()
     done = facts.pop("done")
-    facts |= {"timings": {k: t.as_dict() for k, t in sorted(facts["timings"].items())},
-              "chosen": [_name(c) for c in facts["chosen"]], "done": [_name(c) for c in done],
-              "wall_seconds": round(time.time() - began, 1)}  # fmt: skip
+    facts |= {
+        "timings": {k: t.as_dict() for k, t in sorted(facts["timings"].items())},
+        "chosen": [_name(c) for c in facts["chosen"]],
+        "done": [_name(c) for c in done],
+        "wall_seconds": round(time.time() - began, 1),
+    }
     (out_dir / "sizing.json").write_text(json.dumps(facts, indent=1, sort_keys=True))
     return {**facts, "cells": done}
 
@@ -110,13 +123,26 @@ def size_cells(pool, groups, models, deadline, least, seconds, epochs, most, log
         kept, epochs = sizing.choose(kinds, timings, pool.lanes, room, most, least)
     else:  # a fixed count: no timing, and each cell ends on its cap if the count is too many
         timings, failed, kept, room = {}, {}, len(groups), None
-    chosen = [c for g in groups[:kept] for c in g
-              if c.plan != "popularity" and (not timings or store.cell_name(c) in timings)]  # fmt: skip
+    chosen = [
+        c
+        for g in groups[:kept]
+        for c in g
+        if c.plan != "popularity" and (not timings or store.cell_name(c) in timings)
+    ]
     if timings:  # longest first, as sizing assumed
-        chosen = [chosen[i] for i in sizing.longest_first(list(map(store.cell_name, chosen)), timings)]  # fmt: skip
-    return {"epochs": epochs, "kept_groups": kept, "room_seconds": room, "timings": timings,
-            "failed": failed, "chosen": chosen, "timing_seconds": round(time.time() - start, 1),
-            "dropped": [_name(c) for g in groups[kept:] for c in g]}  # fmt: skip
+        chosen = [
+            chosen[i] for i in sizing.longest_first(list(map(store.cell_name, chosen)), timings)
+        ]
+    return {
+        "epochs": epochs,
+        "kept_groups": kept,
+        "room_seconds": room,
+        "timings": timings,
+        "failed": failed,
+        "chosen": chosen,
+        "timing_seconds": round(time.time() - start, 1),
+        "dropped": [_name(c) for g in groups[kept:] for c in g],
+    }
 
 
 def train_cells(pool, groups, plan: dict, split, out_dir, deadline, log) -> dict:
@@ -133,18 +159,28 @@ def train_cells(pool, groups, plan: dict, split, out_dir, deadline, log) -> dict
         pool.tasks.put(("train", dataclasses.replace(cfg, max_epochs=epochs), (deadline, reserve)))
     cells = [timings[store.cell_name(c)].cell_seconds(epochs) for c in chosen]
     predicted = sizing.makespan(cells, pool.lanes) if timings else None
-    log(f"{len(chosen)} cells x {epochs} epochs on {pool.lanes} lanes" + (
-        f", predicted to end in {predicted:.0f} s of {deadline - start:.0f} s" if timings else ""))  # fmt: skip
+    log(
+        f"{len(chosen)} cells x {epochs} epochs on {pool.lanes} lanes"
+        + (
+            f", predicted to end in {predicted:.0f} s of {deadline - start:.0f} s"
+            if timings
+            else ""
+        )
+    )
     popular = [c for g in groups for c in g if c.plan == "popularity"]
     for cfg in popular:  # seconds of CPU, here, while the workers train
         store.write_cell(cfg, run(cfg, split=split), out_dir)
     reports = pool.collect(len(chosen), deadline + 20, log)
     ended = {(k, s): v for verb, k, s, v in reports if verb == "train"}
     failed = {f"{k}_seed{s}": v for verb, k, s, v in reports if verb == "failed"}
-    return {"lanes": pool.lanes, "predicted_train_seconds": predicted and round(predicted, 1),
-            "train_seconds": round(time.time() - start, 1), "failed": plan["failed"] | failed,
-            "cells_report": {f"{k}_seed{s}": v for (k, s), v in ended.items()},
-            "done": popular + [c for c in chosen if (store.cell_name(c), c.seed) in ended]}  # fmt: skip
+    return {
+        "lanes": pool.lanes,
+        "predicted_train_seconds": predicted and round(predicted, 1),
+        "train_seconds": round(time.time() - start, 1),
+        "failed": plan["failed"] | failed,
+        "cells_report": {f"{k}_seed{s}": v for (k, s), v in ended.items()},
+        "done": popular + [c for c in chosen if (store.cell_name(c), c.seed) in ended],
+    }
 
 
 # --- outputs and the command line ---------------------------------------------------------------
@@ -177,10 +213,18 @@ def short_table(results: list[dict], facts: dict) -> str:
     """Per cell: test NDCG@10 and HR@10 mean ± std over seeds, epochs, how training stopped."""
     import pandas as pd
 
-    rows = [{"cell": r["cell"], "seed": r["seed"], "ndcg": r["test"]["seen_excluded"]["NDCG@10"],
-             "hr": r["test"]["seen_excluded"]["HR@10"], "epochs": r.get("epochs", 0),
-             "stopped": r.get("stopped_by") or "-", "train_s": r.get("train_seconds", 0.0)}
-            for r in results]  # fmt: skip
+    rows = [
+        {
+            "cell": r["cell"],
+            "seed": r["seed"],
+            "ndcg": r["test"]["seen_excluded"]["NDCG@10"],
+            "hr": r["test"]["seen_excluded"]["HR@10"],
+            "epochs": r.get("epochs", 0),
+            "stopped": r.get("stopped_by") or "-",
+            "train_s": r.get("train_seconds", 0.0),
+        }
+        for r in results
+    ]
     if not rows:
         return "no cells finished"
     table = (
@@ -195,22 +239,29 @@ def short_table(results: list[dict], facts: dict) -> str:
             train_s=("train_s", lambda x: round(x.mean())),
         )
     )
-    head = (f"FULL · test, seen items excluded · {facts.get('epochs')} epochs per cell, "
-            f"{facts.get('lanes')} lanes, wall {facts.get('wall_seconds')} s"
-            f" · failed {len(facts['failed'])}, dropped {len(facts.get('dropped', []))}")  # fmt: skip
+    head = (
+        f"FULL · test, seen items excluded · {facts.get('epochs')} epochs per cell, "
+        f"{facts.get('lanes')} lanes, wall {facts.get('wall_seconds')} s"
+        f" · failed {len(facts['failed'])}, dropped {len(facts.get('dropped', []))}"
+    )
     return head + "\n" + table.to_string()
 
 
 @guarded
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m iam_tutorial.lab.full",
-                                     description=__doc__.splitlines()[0])  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m iam_tutorial.lab.full", description=__doc__.splitlines()[0]
+    )
     add_config_args(parser)
     parser.set_defaults(mode="full")
     arg = parser.add_argument
     arg("--plans", nargs="*", default=list(PLANS_FULL), help="plans (baselines included)")
-    arg("--inputs", nargs="*", default=["text+id", "text"],
-        help="item inputs, the first always trained, the others while they fit")  # fmt: skip
+    arg(
+        "--inputs",
+        nargs="*",
+        default=["text+id", "text"],
+        help="item inputs, the first always trained, the others while they fit",
+    )
     arg("--seeds", nargs="*", type=int, default=[0, 1, 2], help="seeds always trained")
     arg("--extra-seeds", nargs="*", type=int, default=[3, 4], help="seeds trained if they fit")
     arg(
@@ -231,8 +282,16 @@ def main(argv=None):
     if out_dir.exists() and not out_dir.is_dir():
         fail(f"--out {out_dir} is a file; give a folder for the results.")
     groups = cell_groups(base, args.plans, args.inputs, args.seeds, args.extra_seeds)
-    facts = run_full(base, groups, out_dir, args.budget_seconds, args.parallel, args.min_epochs,
-                     args.calibrate_seconds, args.epochs)  # fmt: skip
+    facts = run_full(
+        base,
+        groups,
+        out_dir,
+        args.budget_seconds,
+        args.parallel,
+        args.min_epochs,
+        args.calibrate_seconds,
+        args.epochs,
+    )
     short = write_outputs(base, facts, out_dir)
     print((out_dir / "report.txt").read_text())
     print(short)

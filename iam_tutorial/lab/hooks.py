@@ -50,8 +50,16 @@ def snapshot(state: RunState) -> dict:
     weights = copy.deepcopy(state.model)
     weights.load_state_dict(state.best.state)
     data = dataclasses.replace(state.data, cfg=shorter)
-    return results_of(weights, data, state.device, copy.deepcopy(state.log), state.best.epoch,
-                      state.epoch, None, state.best.ranks)  # fmt: skip
+    return results_of(
+        weights,
+        data,
+        state.device,
+        copy.deepcopy(state.log),
+        state.best.epoch,
+        state.epoch,
+        None,
+        state.best.ranks,
+    )
 
 
 def snapshots(epochs, on_snapshot: Callable[[dict], None]) -> Callable[[RunState], None]:
@@ -75,10 +83,17 @@ def checkpoint_key(cfg: Config) -> str:
 def save_checkpoint(path, state: RunState) -> None:
     """Everything a resumed run needs to continue bit for bit, written atomically."""
     s = state
-    saved = {"config": checkpoint_key(s.data.cfg), "epoch": s.epoch, "model": s.model.state_dict(),
-             "optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict(),
-             "generator": s.generator.get_state(), "torch_rng": torch.get_rng_state(),
-             "log": s.log, "best": (s.best.score, s.best.epoch, s.best.state, s.best.ranks)}  # fmt: skip
+    saved = {
+        "config": checkpoint_key(s.data.cfg),
+        "epoch": s.epoch,
+        "model": s.model.state_dict(),
+        "optimizer": s.optimizer.state_dict(),
+        "scheduler": s.scheduler.state_dict(),
+        "generator": s.generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "log": s.log,
+        "best": (s.best.score, s.best.epoch, s.best.state, s.best.ranks),
+    }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -120,7 +135,8 @@ def checkpoints(path) -> Callable[[RunState], None]:
 
 
 def every_epoch(*hooks: Callable[[RunState], None]) -> Callable[[RunState], None]:
-    """One hook that calls `hooks` in order (a snapshot before the checkpoint: a restart redoes it)."""
+    """One hook that calls `hooks` in order (a snapshot before the checkpoint: a restart redoes
+    it)."""
 
     def hook(state: RunState) -> None:
         for h in hooks:

@@ -1,6 +1,7 @@
 """SASRec at the literature's scale, beside the published numbers: is the harness right?
 
-  python -m iam_tutorial.train --mode sasrec-full --plan sasrec --threads 1 --out results/sasrec-full
+  python -m iam_tutorial.train --mode sasrec-full --plan sasrec --threads 1 \
+      --out results/sasrec-full
   python -m iam_tutorial.lab.literature results/sasrec-full
 
 The first command trains (about an hour on one core; every epoch is checkpointed and a restart
@@ -104,8 +105,9 @@ def plot_curve(results: dict, path: Path) -> None:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m iam_tutorial.lab.literature",
-                                     description=__doc__.splitlines()[0])  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m iam_tutorial.lab.literature", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("folder", type=Path, help="the --out folder of the training run")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

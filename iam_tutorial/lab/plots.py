@@ -9,22 +9,39 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 
 
-def plot_comparison(table, title: str = "", split="test", protocol="seen_excluded",
-                    metrics=("HR@10", "NDCG@10")):  # fmt: skip
+def plot_comparison(
+    table, title: str = "", split="test", protocol="seen_excluded", metrics=("HR@10", "NDCG@10")
+):
     """HR@10 and NDCG@10 per cell: every seed as a dot, mean +- std as a bar."""
     rows = table[(table.split == split) & (table.protocol == protocol)]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8))
     for ax, metric in zip(axes, metrics, strict=True):
         data = rows[rows.metric == metric]
         sns.barplot(data=data, x="cell", y="value", errorbar="sd", color="0.85", ax=ax)
-        sns.stripplot(data=data, x="cell", y="value", hue="seed", palette="deep", size=4,
-                      jitter=False, dodge=True, ax=ax)  # fmt: skip
+        sns.stripplot(
+            data=data,
+            x="cell",
+            y="value",
+            hue="seed",
+            palette="deep",
+            size=4,
+            jitter=False,
+            dodge=True,
+            ax=ax,
+        )
         ax.set(title=metric, xlabel="", ylabel=metric)
         ax.tick_params(axis="x", rotation=40)
         ax.get_legend().remove()
     handles, labels = axes[-1].get_legend_handles_labels()  # one legend, beside the bars
-    axes[-1].legend(handles, labels, title="seed", fontsize=7, title_fontsize=7,
-                    loc="upper left", bbox_to_anchor=(1.01, 1))  # fmt: skip
+    axes[-1].legend(
+        handles,
+        labels,
+        title="seed",
+        fontsize=7,
+        title_fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+    )
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     return fig
@@ -46,8 +63,10 @@ def plot_forest(tests, title: str = ""):
     ax.set(xlabel="relative change of test NDCG@10 (%)", title=title)
     shown = colours | {v: "0.7" for v in tests.verdict if v not in colours}
     handles = [Line2D([], [], color=c, marker="o", label=v) for v, c in shown.items()]
-    handles += [Line2D([], [], color="0.35", lw=4, alpha=0.6, label="bootstrap 95% CI"),
-                Line2D([], [], color="0.35", lw=1, label="paired t 95% CI")]  # fmt: skip
+    handles += [
+        Line2D([], [], color="0.35", lw=4, alpha=0.6, label="bootstrap 95% CI"),
+        Line2D([], [], color="0.35", lw=1, label="paired t 95% CI"),
+    ]
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig
@@ -61,8 +80,10 @@ def plot_budgets(tests, title: str = ""):
     cells = list(dict.fromkeys(tests.cell))
     for i, cell in enumerate(cells):
         rows = tests[tests.cell == cell]
-        x = [list(sorted(set(tests.epochs))).index(e) + 0.08 * (i - (len(cells) - 1) / 2)
-             for e in rows.epochs]  # fmt: skip
+        x = [
+            list(sorted(set(tests.epochs))).index(e) + 0.08 * (i - (len(cells) - 1) / 2)
+            for e in rows.epochs
+        ]
         c = f"C{i}"
         ax.vlines(x, 100 * rows.t_low, 100 * rows.t_high, color=c, lw=1)
         ax.vlines(x, 100 * rows.ci_low, 100 * rows.ci_high, color=c, lw=4, alpha=0.5)
@@ -74,13 +95,16 @@ def plot_budgets(tests, title: str = ""):
     budgets = sorted(set(tests.epochs))
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xticks(range(len(budgets)), [str(b) for b in budgets])
-    ax.set(xlabel="fine-tuning budget (epochs)", ylabel="relative change of test NDCG@10 (%)",
-           title=title)  # fmt: skip
+    ax.set(
+        xlabel="fine-tuning budget (epochs)",
+        ylabel="relative change of test NDCG@10 (%)",
+        title=title,
+    )
     handles = ax.get_legend_handles_labels()[0] + [
         Line2D([], [], color="0.4", lw=4, alpha=0.5, label="bootstrap 95% CI (seeds and users)"),
         Line2D([], [], color="0.4", lw=1, label="paired t 95% CI (seed means)"),
         Line2D([], [], color="0.4", marker="o", mfc="white", ls="", label="open dot: no verdict"),
-    ]  # fmt: skip
+    ]
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig

@@ -21,9 +21,15 @@ from iam_tutorial.plans import PLANS, describe, layer_plan
 REPORTED = ("HR@10", "NDCG@10")
 
 
-def summarize(table: pd.DataFrame, split="test", protocol="seen_excluded", metrics=REPORTED,
-              n_layer: int | None = None) -> pd.DataFrame:  # fmt: skip
-    """Per cell: mean ± std over seeds of each metric, seeds, epochs-to-best, convergence, params."""
+def summarize(
+    table: pd.DataFrame,
+    split="test",
+    protocol="seen_excluded",
+    metrics=REPORTED,
+    n_layer: int | None = None,
+) -> pd.DataFrame:
+    """Per cell: mean ± std over seeds of each metric, seeds, epochs-to-best, convergence,
+    params."""
     rows = table[(table.split == split) & (table.protocol == protocol) & table.metric.isin(metrics)]
     stats = rows.groupby(["cell", "metric"], sort=False)["value"].agg(["mean", "std", "count"])
     cells_ = stats.apply(  # one seed has no std: the mean alone, never a "± 0.0000"
@@ -44,8 +50,9 @@ def summarize(table: pd.DataFrame, split="test", protocol="seen_excluded", metri
     return out
 
 
-def decision_table(results: list[dict], table: pd.DataFrame, n_layer: int | None = None,
-                   refs=("token", "control")) -> pd.DataFrame:  # fmt: skip
+def decision_table(
+    results: list[dict], table: pd.DataFrame, n_layer: int | None = None, refs=("token", "control")
+) -> pd.DataFrame:
     """The results table that decides, one row per cell (plan x item input): test NDCG@10 and
     HR@10 mean ± std over seeds (seen items excluded); against each of `refs` on the same item
     input, and (`+id` cells) against the same plan on text only, the relative NDCG@10 change with
@@ -66,8 +73,9 @@ def decision_table(results: list[dict], table: pd.DataFrame, n_layer: int | None
         out[f"vs {ref}"] = [
             versus(c, ref + ("+id" if c.endswith("+id") else "")) for c in out.index
         ]
-    out["vs text only"] = [versus(c, c.removesuffix("+id")) if c.endswith("+id") else "—"
-                           for c in out.index]  # fmt: skip
+    out["vs text only"] = [
+        versus(c, c.removesuffix("+id")) if c.endswith("+id") else "—" for c in out.index
+    ]
     return out.join(summary[["seeds", "best epoch", "converged"]])
 
 
@@ -100,9 +108,14 @@ def layers_of(cell: str, n_layer: int, hatllm_split=None) -> str:
 
 def protocol_line(base: Config, table: pd.DataFrame, split="test", seen="seen_excluded") -> str:
     seeds = sorted(table.seed.unique().tolist())
-    return f"{base.mode.upper()} · " + protocol(split, seen, users=_users(base), seeds=seeds,
-                                                 epochs=f"≤ {base.max_epochs} (none stopped before "
-                                                 f"{min(base.min_epochs, base.max_epochs)}), patience {base.patience}")  # fmt: skip
+    return f"{base.mode.upper()} · " + protocol(
+        split,
+        seen,
+        users=_users(base),
+        seeds=seeds,
+        epochs=f"≤ {base.max_epochs} (none stopped before "
+        f"{min(base.min_epochs, base.max_epochs)}), patience {base.patience}",
+    )
 
 
 def _users(cfg: Config) -> str:
@@ -111,11 +124,15 @@ def _users(cfg: Config) -> str:
 
 def report(base: Config, results: list[dict], table: pd.DataFrame) -> str:
     """The printed report: protocol, the table per cell, then every verdict with its CI."""
-    lines = [protocol_line(base, table), "test NDCG@10 and HR@10 mean ± std over seeds; vs X: "
-             "relative NDCG@10 change [95% CI, bootstrap over seeds and shared users] verdict "
-             "(both that CI and the paired t-interval on seed means must exclude zero; MDE: the "
-             "smallest change detectable with 80% power)",
-             decision_table(results, table, base.n_layer).to_string(), ""]  # fmt: skip
+    lines = [
+        protocol_line(base, table),
+        "test NDCG@10 and HR@10 mean ± std over seeds; vs X: "
+        "relative NDCG@10 change [95% CI, bootstrap over seeds and shared users] verdict "
+        "(both that CI and the paired t-interval on seed means must exclude zero; MDE: the "
+        "smallest change detectable with 80% power)",
+        decision_table(results, table, base.n_layer).to_string(),
+        "",
+    ]
     lines.append(
         "every pair: relative NDCG@10 change, 95% CI of the bootstrap (ci_) and of the paired "
         "t-test (t_), verdict, minimum detectable effect at 80% power:"
@@ -123,17 +140,26 @@ def report(base: Config, results: list[dict], table: pd.DataFrame) -> str:
     lines.append(verdicts(results, PAIRS).to_string(index=False))
     sized = sizing(results)
     if len(sized):
-        lines += ["", "sizing: variance components of each pair's per-user difference (seed, the part "
-                  "of a user's that persists across seeds, residual) and the minimum detectable "
-                  "relative change (80% power) of other designs:", sized.round(3).to_string(index=False)]  # fmt: skip
-    lines += ["", "convergence per cell (best epoch and epochs run per seed; gain_after_decay: best "
-              "validation NDCG@10 after the decay against best up to it):",
-              convergence(results).to_string()]  # fmt: skip
+        lines += [
+            "",
+            "sizing: variance components of each pair's per-user difference (seed, the part "
+            "of a user's that persists across seeds, residual) and the minimum detectable "
+            "relative change (80% power) of other designs:",
+            sized.round(3).to_string(index=False),
+        ]
+    lines += [
+        "",
+        "convergence per cell (best epoch and epochs run per seed; gain_after_decay: best "
+        "validation NDCG@10 after the decay against best up to it):",
+        convergence(results).to_string(),
+    ]
     trained = table[table.epochs > 0]  # the popularity baseline trains no epochs
     flagged = trained[~trained.converged.astype(bool)][["cell", "seed"]].drop_duplicates()
     if len(flagged):
-        lines.append(f"not converged (best epoch = last epoch): {len(flagged)} cells: "
-                     + ", ".join(f"{c} seed {s}" for c, s in flagged.itertuples(index=False)))  # fmt: skip
+        lines.append(
+            f"not converged (best epoch = last epoch): {len(flagged)} cells: "
+            + ", ".join(f"{c} seed {s}" for c, s in flagged.itertuples(index=False))
+        )
     return "\n".join(lines)
 
 
@@ -164,10 +190,31 @@ def budget_table(by_budget: dict[int, list[dict]], ref: str = "token") -> pd.Dat
         summary = summarize(tidy(results))
         for cell in sorted(summary.index, key=cell_order):
             c = compare_cells(results, cell, ref) if text_plan(cell) and cell != ref else None
-            rows.append({"epochs": budget, "cell": cell, "NDCG@10": summary.loc[cell, "NDCG@10"],
-                         "HR@10": summary.loc[cell, "HR@10"], "seeds": summary.loc[cell, "seeds"],
-                         **({k: c[k] for k in ("change", "ci_low", "ci_high", "t_low", "t_high",
-                                               "verdict", "mde")} if c else {})})  # fmt: skip
+            rows.append(
+                {
+                    "epochs": budget,
+                    "cell": cell,
+                    "NDCG@10": summary.loc[cell, "NDCG@10"],
+                    "HR@10": summary.loc[cell, "HR@10"],
+                    "seeds": summary.loc[cell, "seeds"],
+                    **(
+                        {
+                            k: c[k]
+                            for k in (
+                                "change",
+                                "ci_low",
+                                "ci_high",
+                                "t_low",
+                                "t_high",
+                                "verdict",
+                                "mde",
+                            )
+                        }
+                        if c
+                        else {}
+                    ),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -175,8 +222,10 @@ def budget_markdown(by_budget: dict[int, list[dict]], ref: str = "token") -> str
     """The README's table over budgets (between its `llm-table` markers): per budget and cell,
     NDCG@10 and HR@10 mean ± std over seeds, the change vs `ref` (change_text) and the seeds."""
     table = budget_table(by_budget, ref).set_index("epochs")
-    vs = [change_text(row) if isinstance(row.get("verdict"), str) else "—"
-          for _, row in table.iterrows()]  # fmt: skip
+    vs = [
+        change_text(row) if isinstance(row.get("verdict"), str) else "—"
+        for _, row in table.iterrows()
+    ]
     return to_markdown(
         table.assign(**{f"vs {ref}": vs})[["cell", "NDCG@10", "HR@10", f"vs {ref}", "seeds"]]
     )
@@ -193,17 +242,25 @@ def publish_budgets(base: Config, by_budget: dict[int, list[dict]], out_dir: Pat
     for col in ("change", "ci_low", "ci_high", "t_low", "t_high", "mde"):
         if col in shown:
             shown[col] = shown[col].map(lambda x: "" if pd.isna(x) else f"{x:+.1%}")
-    head = (f"{base.mode.upper()} over fine-tuning budgets {', '.join(map(str, sorted(by_budget)))} "
-            "epochs (constant rate; each shorter budget is the start of the longest run): test "
-            "NDCG@10 and HR@10 mean ± std over seeds, change of NDCG@10 vs token with its 95% CIs "
-            "(bootstrap over seeds and shared users; paired t), verdict, minimum detectable effect "
-            "(80% power). Per budget: epochs-E/report.txt.")  # fmt: skip
+    head = (
+        f"{base.mode.upper()} over fine-tuning budgets {', '.join(map(str, sorted(by_budget)))} "
+        "epochs (constant rate; each shorter budget is the start of the longest run): test "
+        "NDCG@10 and HR@10 mean ± std over seeds, change of NDCG@10 vs token with its 95% CIs "
+        "(bootstrap over seeds and shared users; paired t), verdict, minimum detectable effect "
+        "(80% power). Per budget: epochs-E/report.txt."
+    )
     text = "\n".join([*textwrap.wrap(head, 100), shown.to_string(index=False)])
     (Path(out_dir) / "budgets.txt").write_text(text + "\n")
     tested = table.dropna(subset=["change"]) if "change" in table else table.iloc[:0]
     if len(tested):
-        print("figure:", save_fig(plot_budgets(tested, f"{base.mode}: change vs token by budget"),
-                                  "budgets", folder=out_dir))  # fmt: skip
+        print(
+            "figure:",
+            save_fig(
+                plot_budgets(tested, f"{base.mode}: change vs token by budget"),
+                "budgets",
+                folder=out_dir,
+            ),
+        )
     return text
 
 
@@ -231,12 +288,18 @@ def write_figures(base: Config, results: list[dict], table: pd.DataFrame, out_di
     from iam_tutorial.lab.plots import plot_comparison, plot_forest
     from iam_tutorial.viz import save_fig
 
-    print("figure:", save_fig(plot_comparison(table, protocol_line(base, table)), "comparison",
-                              folder=out_dir))  # fmt: skip
+    print(
+        "figure:",
+        save_fig(plot_comparison(table, protocol_line(base, table)), "comparison", folder=out_dir),
+    )
     tests = pair_tests(results)
     if len(tests):
-        print("figure:", save_fig(plot_forest(tests, f"{base.mode}: each pair's change"),
-                                  "forest", folder=out_dir))  # fmt: skip
+        print(
+            "figure:",
+            save_fig(
+                plot_forest(tests, f"{base.mode}: each pair's change"), "forest", folder=out_dir
+            ),
+        )
 
 
 def beside_reference(
@@ -252,8 +315,15 @@ def beside_reference(
     for (cell, seed), value in ours.groupby(["cell", "seed"], sort=False)["value"].first().items():
         same = ref[(ref.cell == cell) & (ref.seed == seed)].value
         all_ = ref[ref.cell == cell].value
-        rows.append({"cell": cell, "seed": seed, f"this run {metric}": round(value, 4),
-                     "reference, same seed": round(same.iloc[0], 4) if len(same) else None,
-                     "reference mean ± std": f"{all_.mean():.4f} ± {all_.std():.4f} ({len(all_)} seeds)"
-                     if len(all_) else "—"})  # fmt: skip
+        rows.append(
+            {
+                "cell": cell,
+                "seed": seed,
+                f"this run {metric}": round(value, 4),
+                "reference, same seed": round(same.iloc[0], 4) if len(same) else None,
+                "reference mean ± std": f"{all_.mean():.4f} ± {all_.std():.4f} ({len(all_)} seeds)"
+                if len(all_)
+                else "—",
+            }
+        )
     return pd.DataFrame(rows).set_index("cell")

@@ -22,7 +22,7 @@ from iam_tutorial.lab.store import (
     load_cells,
     stored_cell,
     text_plan,
-    tidy,  # fmt: skip
+    tidy,
     write_cell,
 )
 from iam_tutorial.paths import results_dir
@@ -31,8 +31,13 @@ from iam_tutorial.plans import layer_plan
 from iam_tutorial.train import run
 
 
-def train_cell(cfg: Config, out_dir: Path, split=None, threads: int | None = None,
-               snapshot_dirs: dict[int, Path] | None = None) -> dict:  # fmt: skip
+def train_cell(
+    cfg: Config,
+    out_dir: Path,
+    split=None,
+    threads: int | None = None,
+    snapshot_dirs: dict[int, Path] | None = None,
+) -> dict:
     """Train one cell and store it (a worker process's job: it pins its own thread count). Its
     state is checkpointed after every epoch (<out>/checkpoints/, never committed), so a cell cut
     off by a restart resumes from its last epoch. `snapshot_dirs` {epochs: folder}: the shorter
@@ -62,8 +67,13 @@ def budget_jobs(todo: list[Config], out_dir: Path, budgets, redo=False):
     """The training a budgeted comparison still needs: per cell, one run to its largest budget
     not stored, which gives the smaller missing ones as snapshots. Returns ({budget: {id(cell):
     stored results or None}}, [(run config, its folder, {snapshot epochs: folder})])."""
-    stored = {b: {id(c): None if redo else stored_cell(budget_config(c, b), budget_dir(out_dir, b))
-                  for c in todo} for b in budgets}  # fmt: skip
+    stored = {
+        b: {
+            id(c): None if redo else stored_cell(budget_config(c, b), budget_dir(out_dir, b))
+            for c in todo
+        }
+        for b in budgets
+    }
     jobs = []
     for c in todo:
         missing = [b for b in budgets if stored[b][id(c)] is None]
@@ -100,7 +110,8 @@ def distinct_plans(plans, cfg: Config, log=print) -> list[str]:
         if layers in seen:
             if log:
                 log(
-                    f"note: {plan} = {seen[layers]} at n_layer={cfg.n_layer} (same layers): trained once"
+                    f"note: {plan} = {seen[layers]} at n_layer={cfg.n_layer} (same layers): "
+                    "trained once"
                 )
             continue
         seen[layers] = plan
@@ -108,8 +119,9 @@ def distinct_plans(plans, cfg: Config, log=print) -> list[str]:
     return kept
 
 
-def run_experiment(exp: Experiment, out_dir=None, redo=False, progress=True, parallel=1,
-                   with_results=False):  # fmt: skip
+def run_experiment(
+    exp: Experiment, out_dir=None, redo=False, progress=True, parallel=1, with_results=False
+):
     """Train (or reuse) every cell of `exp`, then write and return the tidy table
     (<out>/comparison.csv); with `with_results`, (table, the cells' results dicts); with budgets,
     {budget: that} (run_budgets). With `parallel` > 1 the cells run in that many processes, the
@@ -140,17 +152,30 @@ def run_experiment(exp: Experiment, out_dir=None, redo=False, progress=True, par
     return (table, results) if with_results else table
 
 
-def run_comparison(mode=None, plans=None, seeds=None, out_dir=None, redo=False, progress=True,
-                   inputs=None, parallel=1, with_results=False, budgets=None, **overrides):  # fmt: skip
+def run_comparison(
+    mode=None,
+    plans=None,
+    seeds=None,
+    out_dir=None,
+    redo=False,
+    progress=True,
+    inputs=None,
+    parallel=1,
+    with_results=False,
+    budgets=None,
+    **overrides,
+):
     """`run_experiment` of the preset experiment `mode`, its grid (plans, seeds, inputs, budgets)
     and its run's config fields (`overrides`) changed where given."""
-    exp = get_experiment(mode, plans=plans, inputs=inputs, seeds=seeds, budgets=budgets,
-                         **overrides)  # fmt: skip
+    exp = get_experiment(
+        mode, plans=plans, inputs=inputs, seeds=seeds, budgets=budgets, **overrides
+    )
     return run_experiment(exp, out_dir, redo, progress, parallel, with_results)
 
 
-def run_budgets(exp: Experiment, todo: list[Config], out_dir: Path, redo, progress, parallel,
-                with_results):  # fmt: skip
+def run_budgets(
+    exp: Experiment, todo: list[Config], out_dir: Path, redo, progress, parallel, with_results
+):
     """`run_experiment` over fine-tuning budgets: each budget a comparison of its own in
     <out>/epochs-E/ (its cells, table, report), every (plan, seed) trained once (budget_jobs).
     Returns {budget: table} (with `with_results`, {budget: (table, results)})."""
@@ -185,8 +210,10 @@ def _train_all(jobs: list[tuple], split, parallel: int):
         return
     threads = max(1, int(os.environ.get("IAM_THREADS") or (os.cpu_count() or 1) // parallel))
     with ProcessPoolExecutor(parallel, mp_context=get_context("spawn")) as pool:
-        running = {pool.submit(train_cell, c, folder, split, threads, snaps): c
-                   for c, folder, snaps in jobs}  # fmt: skip
+        running = {
+            pool.submit(train_cell, c, folder, split, threads, snaps): c
+            for c, folder, snaps in jobs
+        }
         while running:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:

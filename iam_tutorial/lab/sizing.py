@@ -68,8 +68,9 @@ def size_epochs(kinds: list[str], timings: dict, lanes: int, seconds: float, mos
     return low
 
 
-def choose(groups: list[list[str]], timings: dict, lanes: int, seconds: float, most: int,
-           least: int) -> tuple[int, int]:  # fmt: skip
+def choose(
+    groups: list[list[str]], timings: dict, lanes: int, seconds: float, most: int, least: int
+) -> tuple[int, int]:
     """(groups kept, epochs): drop the last optional group while fewer than `least` epochs fit;
     the first group is always kept, with at least one epoch (the time cap then ends it)."""
     for kept in range(len(groups), 0, -1):

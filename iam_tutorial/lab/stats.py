@@ -22,8 +22,9 @@ PAIRS = tuple(
 )
 
 
-def bootstrap_change(plan: np.ndarray, ref: np.ndarray, n_boot: int = 2000, seed: int = 0,
-                     users: str = "shared"):  # fmt: skip
+def bootstrap_change(
+    plan: np.ndarray, ref: np.ndarray, n_boot: int = 2000, seed: int = 0, users: str = "shared"
+):
     """Relative change mean(plan) / mean(ref) - 1 and its 95% percentile CI.
 
     Shapes: plan, ref (seed user), per-user scores paired by seed and user. `users`: "shared"
@@ -93,8 +94,15 @@ def test_pair(plan: np.ndarray, ref: np.ndarray, n_boot: int = 2000, seed: int =
         agree = f"no verdict ({len(plan)} seed)"
     elif agree != "not separated" and verdict(t_low, t_high) != agree:
         agree = "not separated"
-    return {"change": change, "ci_low": low, "ci_high": high, "t_low": t_low, "t_high": t_high,
-            "verdict": agree, "mde": float(np.nanmax([boot_mde, t_mde]))}  # fmt: skip
+    return {
+        "change": change,
+        "ci_low": low,
+        "ci_high": high,
+        "t_low": t_low,
+        "t_high": t_high,
+        "verdict": agree,
+        "mde": float(np.nanmax([boot_mde, t_mde])),
+    }
 
 
 def verdict(low: float, high: float) -> str:
@@ -133,8 +141,18 @@ def pair_tests(results: list[dict], pairs=PAIRS, **kw) -> pd.DataFrame:
                 rows.append(compare_cells(results, plan + suffix, ref + suffix, **kw))
     for cell in sorted(c for c in cells if c.endswith("+id") and c.removesuffix("+id") in cells):
         rows.append(compare_cells(results, cell, cell.removesuffix("+id"), **kw))
-    columns = ["plan", "vs", "seeds", "change", "ci_low", "ci_high", "t_low", "t_high", "verdict",
-               "mde"]  # fmt: skip
+    columns = [
+        "plan",
+        "vs",
+        "seeds",
+        "change",
+        "ci_low",
+        "ci_high",
+        "t_low",
+        "t_high",
+        "verdict",
+        "mde",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -164,10 +182,19 @@ def late_gain(result: dict) -> float:
 def convergence(results: list[dict]) -> pd.DataFrame:
     """Per cell: seeds, best epoch and epochs run per seed, how many cells converged (best epoch
     before the last) and stopped on the plateau rule rather than a cap, and the mean `late_gain`."""
-    rows = [{"cell": r.get("cell", r["plan"]), "seed": r["seed"], "best": r["best_epoch"],
-             "epochs": r["epochs"], "converged": r["converged"],
-             "plateau": r.get("stopped_by", "plateau") == "plateau", "late_gain": late_gain(r)}
-            for r in results if r.get("epochs")]  # fmt: skip
+    rows = [
+        {
+            "cell": r.get("cell", r["plan"]),
+            "seed": r["seed"],
+            "best": r["best_epoch"],
+            "epochs": r["epochs"],
+            "converged": r["converged"],
+            "plateau": r.get("stopped_by", "plateau") == "plateau",
+            "late_gain": late_gain(r),
+        }
+        for r in results
+        if r.get("epochs")
+    ]
     table = pd.DataFrame(rows).sort_values(["cell", "seed"])
     return table.groupby("cell", sort=False).agg(
         seeds=("seed", "count"),
@@ -224,8 +251,9 @@ def design_mde(components: dict, seeds: int, users: int) -> float:
     return float((Z975 + Z80) * se / c["base"])
 
 
-def sizing(results: list[dict], pairs=PAIRS, target: float = 0.10, all_users: int = 6040,
-           **kw) -> pd.DataFrame:  # fmt: skip
+def sizing(
+    results: list[dict], pairs=PAIRS, target: float = 0.10, all_users: int = 6040, **kw
+) -> pd.DataFrame:
     """Per pair with >= 2 shared seeds: its variance components and the MDE of this design, of 3
     seeds on as many users, and of 3 and 10 seeds on `all_users` users; `seeds for target`: the
     fewest seeds that detect a `target` relative change on all users (None: the persistent
@@ -240,12 +268,21 @@ def sizing(results: list[dict], pairs=PAIRS, target: float = 0.10, all_users: in
         users = len(a[seeds[0]])
         need = next((s for s in range(2, 201) if design_mde(c, s, all_users) <= target), None)
         cap = (Z975 + Z80) * np.sqrt(c["user"] / all_users) / c["base"]
-        rows.append({"plan": row.plan, "vs": row.vs, "seeds": len(seeds), "users": users,
-                     "sd seed": np.sqrt(c["seed"]), "sd user": np.sqrt(c["user"]),
-                     "sd residual": np.sqrt(c["residual"]),
-                     "MDE now": design_mde(c, len(seeds), users),
-                     "MDE 3 seeds": design_mde(c, 3, users),
-                     f"MDE 3 seeds, {all_users} users": design_mde(c, 3, all_users),
-                     f"MDE 10 seeds, {all_users} users": design_mde(c, 10, all_users),
-                     "user cap": cap, f"seeds for {target:.0%}": need})  # fmt: skip
+        rows.append(
+            {
+                "plan": row.plan,
+                "vs": row.vs,
+                "seeds": len(seeds),
+                "users": users,
+                "sd seed": np.sqrt(c["seed"]),
+                "sd user": np.sqrt(c["user"]),
+                "sd residual": np.sqrt(c["residual"]),
+                "MDE now": design_mde(c, len(seeds), users),
+                "MDE 3 seeds": design_mde(c, 3, users),
+                f"MDE 3 seeds, {all_users} users": design_mde(c, 3, all_users),
+                f"MDE 10 seeds, {all_users} users": design_mde(c, 10, all_users),
+                "user cap": cap,
+                f"seeds for {target:.0%}": need,
+            }
+        )
     return pd.DataFrame(rows)

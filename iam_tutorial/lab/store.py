@@ -68,8 +68,13 @@ def stored_cell(cfg: Config, out_dir: Path) -> dict | None:
 def write_cell(cfg: Config, results: dict, out_dir: Path) -> dict:
     """Write one cell atomically (a killed run never leaves a half-written file); returns it as a
     later run reads it back."""
-    results = {**results, "cell": cell_name(cfg), "fingerprint": fingerprint(cfg), "code": code_hash(),
-               "commit": git_commit()}  # fmt: skip
+    results = {
+        **results,
+        "cell": cell_name(cfg),
+        "fingerprint": fingerprint(cfg),
+        "code": code_hash(),
+        "commit": git_commit(),
+    }
     path = cell_path(cfg, out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(results, indent=1, sort_keys=True)
@@ -103,14 +108,24 @@ def load_cells(out_dir: Path, required: bool = False) -> list[dict]:
 def tidy(results: list[dict]) -> pd.DataFrame:
     """One row per (cell, seed, split, protocol, metric), with the cell's facts."""
     rows = [
-        {"cell": r.get("cell", r["plan"]), "plan": r["plan"],
-         "item_input": r["config"].get("item_input", "text"), "seed": r["seed"], "split": split,
-         "protocol": proto, "metric": metric, "value": value, "params": r["params"],
-         "train_seconds": r["train_seconds"], "epochs": r.get("epochs", 0),
-         "best_epoch": r.get("best_epoch", 0), "converged": r.get("converged", True)}
+        {
+            "cell": r.get("cell", r["plan"]),
+            "plan": r["plan"],
+            "item_input": r["config"].get("item_input", "text"),
+            "seed": r["seed"],
+            "split": split,
+            "protocol": proto,
+            "metric": metric,
+            "value": value,
+            "params": r["params"],
+            "train_seconds": r["train_seconds"],
+            "epochs": r.get("epochs", 0),
+            "best_epoch": r.get("best_epoch", 0),
+            "converged": r.get("converged", True),
+        }
         for r in results
         for split in ("valid", "test")
         for proto, metrics in r[split].items()
         for metric, value in metrics.items()
-    ]  # fmt: skip
+    ]
     return pd.DataFrame(rows)

@@ -108,9 +108,13 @@ def measure(cfg: Config, data, seconds: float, out_dir=None) -> dict:
     evaluate_model(model, data, "valid", device)
     eval_seconds = time.perf_counter() - start
     cuda = device.type == "cuda"
-    timing = sizing.Timing(step_seconds, eval_seconds, steps,
-                           torch.cuda.max_memory_reserved(device) / 2**20 if cuda else 0.0,
-                           torch.cuda.mem_get_info(device)[1] / 2**20 if cuda else 0.0)  # fmt: skip
+    timing = sizing.Timing(
+        step_seconds,
+        eval_seconds,
+        steps,
+        torch.cuda.max_memory_reserved(device) / 2**20 if cuda else 0.0,
+        torch.cuda.mem_get_info(device)[1] / 2**20 if cuda else 0.0,
+    )
     return {**dataclasses.asdict(timing), "steps_timed": n}
 
 
@@ -129,9 +133,13 @@ def train_cell(cfg: Config, data, arg, out_dir) -> dict:
     results = train(data.for_config(cfg), progress=False)[1]
     results["worker"] = {"pid": os.getpid(), "started": started, "ended": time.time()}
     stored = store.write_cell(cfg, results, out_dir)
-    return {"epochs": stored["epochs"], "stopped_by": stored["stopped_by"],
-            "test_NDCG@10": stored["test"]["seen_excluded"]["NDCG@10"],
-            "train_seconds": stored["train_seconds"], "ended": stored["worker"]["ended"]}  # fmt: skip
+    return {
+        "epochs": stored["epochs"],
+        "stopped_by": stored["stopped_by"],
+        "test_NDCG@10": stored["test"]["seen_excluded"]["NDCG@10"],
+        "train_seconds": stored["train_seconds"],
+        "ended": stored["worker"]["ended"],
+    }
 
 
 # --- in the parent process -------------------------------------------------------------------
@@ -164,8 +172,10 @@ class Pool:
                 continue
             verb, kind, seed, value = got[-1]
             if verb == "train":
-                log(f"  {kind} seed {seed}: {value['epochs']} epochs, stopped by "
-                    f"{value['stopped_by']}, test NDCG@10 {value['test_NDCG@10']:.4f}")  # fmt: skip
+                log(
+                    f"  {kind} seed {seed}: {value['epochs']} epochs, stopped by "
+                    f"{value['stopped_by']}, test NDCG@10 {value['test_NDCG@10']:.4f}"
+                )
             elif verb == "failed":
                 log(f"  {kind} seed {seed} failed: {value}")
         return got
@@ -194,14 +204,23 @@ def time_kinds(pool: Pool, kinds: dict[str, Config], seconds: float, until: floa
         pool.tasks.put(("time", kinds[names[i % len(names)]], seconds))
     timings, failed = {}, {}
     for verb, kind, _, value in pool.collect(n, until):
-        (timings.setdefault(kind, []).append(value) if verb == "time" else failed.update({kind: value}))  # fmt: skip
+        (
+            timings.setdefault(kind, []).append(value)
+            if verb == "time"
+            else failed.update({kind: value})
+        )
     return {kind: _mean_timing(ms) for kind, ms in timings.items()}, failed
 
 
 def _mean_timing(measured: list[dict]) -> sizing.Timing:
     mean = lambda key: sum(m[key] for m in measured) / len(measured)
-    return sizing.Timing(mean("step_seconds"), mean("eval_seconds"), measured[0]["steps_per_epoch"],
-                         max(m["peak_mib"] for m in measured), measured[0]["device_mib"])  # fmt: skip
+    return sizing.Timing(
+        mean("step_seconds"),
+        mean("eval_seconds"),
+        measured[0]["steps_per_epoch"],
+        max(m["peak_mib"] for m in measured),
+        measured[0]["device_mib"],
+    )
 
 
 def calibrate(pool: Pool, cells: list[Config], seconds: float, until: float, log=print):
@@ -215,12 +234,16 @@ def calibrate(pool: Pool, cells: list[Config], seconds: float, until: float, log
         short = [k for k, error in failed.items() if "out of memory" in error.lower()]
         fit = min(fit, max(1, pool.lanes // 2)) if short else fit  # other errors: not retried
         for kind, t in sorted(timings.items()):
-            log(f"  {kind:<12} {1e3 * t.step_seconds:8.1f} ms/step  {t.epoch_seconds():7.1f} s/epoch"
-                f"  {t.peak_mib:8.0f} MiB")  # fmt: skip
+            log(
+                f"  {kind:<12} {1e3 * t.step_seconds:8.1f} ms/step"
+                f"  {t.epoch_seconds():7.1f} s/epoch"
+                f"  {t.peak_mib:8.0f} MiB"
+            )
         if fit >= pool.lanes or pool.lanes == 1:
             return timings, failed
         log(
-            f"  {pool.lanes} lanes do not fit ({', '.join(short) or 'memory'}): {fit} lanes, timing again"
+            f"  {pool.lanes} lanes do not fit ({', '.join(short) or 'memory'}): {fit} lanes, "
+            "timing again"
         )
         pool.retire(pool.lanes - fit)
     return timings, failed
