@@ -112,57 +112,51 @@ def _has_type(value, annotation) -> bool:
 
 def check_config(cfg: "Config") -> None:
     """Every value has its field's type and a usable range; raises ConfigError naming the fix."""
-    from iam_tutorial.plans import ALL_PLANS  # plans.py imports nothing of ours
-
-    def bad(name, why):
-        raise ConfigError(f"Config {name}={getattr(cfg, name)!r}: {why}.")
-
     for f in dataclasses.fields(cfg):
         if not _has_type(getattr(cfg, f.name), f.type):
-            bad(f.name, f"expected {getattr(f.type, '__name__', f.type)}")
-    for name in POSITIVE:
-        if getattr(cfg, name) < 1:
-            bad(name, "must be >= 1")
-    if cfg.decay_epochs is not None and cfg.decay_epochs < 0:
-        bad("decay_epochs", "must be >= 1, 0 for a constant rate, or None to decay over all epochs")
-    for name in ("n_users", "max_steps", "train_horizon"):
-        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
-            bad(
-                name,
-                "must be >= 1, or None for no limit"
-                if name != "n_users"
-                else "must be >= 1, or None for all 6,040 users",
-            )
-    if cfg.max_train_seconds is not None and not cfg.max_train_seconds > 0:
-        bad("max_train_seconds", "must be > 0 seconds, or None for no cap")
-    if cfg.n_users is not None and cfg.n_users > 6040:
-        bad("n_users", "MovieLens-1M has 6,040 users")
-    ranges = {
-        "lr": cfg.lr > 0,
-        "dropout": 0 <= cfg.dropout < 1,
-        "grad_clip": cfg.grad_clip > 0,
-        "warmup_frac": 0 <= cfg.warmup_frac < 1,
-    }
-    for name, ok in ranges.items():
-        if not ok:
-            bad(
-                name, "out of range (lr > 0, 0 <= dropout < 1, grad_clip > 0, 0 <= warmup_frac < 1)"
-            )
-    for name, choices in CHOICES.items():
-        if getattr(cfg, name) not in choices:
-            bad(name, f"choose one of {', '.join(choices)}")
-    if cfg.plan not in ALL_PLANS:
-        bad("plan", f"choose one of {', '.join(ALL_PLANS)}")
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.device):
-        bad("device", "use auto, cpu, cuda, cuda:N or mps")
-    if cfg.n_embd % cfg.n_head:
-        bad("n_embd", f"must be divisible by n_head={cfg.n_head}")
-    if cfg.item_input == "text+id" and cfg.item_head != "id":
-        bad("item_input", "text+id adds the learned item table: needs item_head='id'")
-    split = cfg.hatllm_split
-    scratch = cfg.backbone == SCRATCH  # a backbone's depth is applied later (family.py)
-    if split is not None and (min(split) < 0 or (scratch and sum(split) != cfg.n_layer)):
-        bad("hatllm_split", f"give 3 counts >= 0 that add up to n_layer={cfg.n_layer}")
+            _bad(cfg, f.name, f"expected {getattr(f.type, '__name__', f.type)}")
+    for name, failed, why in _value_rules(cfg):
+        if failed:
+            _bad(cfg, name, why)
+
+
+def _bad(cfg: "Config", name: str, why: str):
+    raise ConfigError(f"Config {name}={getattr(cfg, name)!r}: {why}.")
+
+
+def _value_rules(cfg: "Config") -> list[tuple[str, bool, str]]:
+    """(field, whether its value fails, what to do) in the order they are checked."""
+    from iam_tutorial.plans import ALL_PLANS  # plans.py imports nothing of ours
+
+    unlimited = {"n_users": "all 6,040 users", "max_steps": "no limit", "train_horizon": "no limit"}
+    ranges = "out of range (lr > 0, 0 <= dropout < 1, grad_clip > 0, 0 <= warmup_frac < 1)"
+    split, scratch = cfg.hatllm_split, cfg.backbone == SCRATCH  # a backbone's depth: family.py
+    return [
+        *[(name, getattr(cfg, name) < 1, "must be >= 1") for name in POSITIVE],
+        ("decay_epochs", cfg.decay_epochs is not None and cfg.decay_epochs < 0,
+         "must be >= 1, 0 for a constant rate, or None to decay over all epochs"),
+        *[(name, getattr(cfg, name) is not None and getattr(cfg, name) < 1,
+           f"must be >= 1, or None for {none}") for name, none in unlimited.items()],
+        ("max_train_seconds", cfg.max_train_seconds is not None and not cfg.max_train_seconds > 0,
+         "must be > 0 seconds, or None for no cap"),
+        ("n_users", cfg.n_users is not None and cfg.n_users > 6040, "MovieLens-1M has 6,040 users"),
+        ("lr", not cfg.lr > 0, ranges),
+        ("dropout", not 0 <= cfg.dropout < 1, ranges),
+        ("grad_clip", not cfg.grad_clip > 0, ranges),
+        ("warmup_frac", not 0 <= cfg.warmup_frac < 1, ranges),
+        *[(name, getattr(cfg, name) not in choices, f"choose one of {', '.join(choices)}")
+          for name, choices in CHOICES.items()],
+        ("plan", cfg.plan not in ALL_PLANS, f"choose one of {', '.join(ALL_PLANS)}"),
+        ("device", not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.device),
+         "use auto, cpu, cuda, cuda:N or mps"),
+        ("n_embd", cfg.n_head >= 1 and cfg.n_embd % cfg.n_head != 0,
+         f"must be divisible by n_head={cfg.n_head}"),
+        ("item_input", cfg.item_input == "text+id" and cfg.item_head != "id",
+         "text+id adds the learned item table: needs item_head='id'"),
+        ("hatllm_split",
+         split is not None and (min(split) < 0 or (scratch and sum(split) != cfg.n_layer)),
+         f"give 3 counts >= 0 that add up to n_layer={cfg.n_layer}"),
+    ]  # fmt: skip
 
 
 QUICK = Config()

@@ -173,61 +173,75 @@ def head_kinds(kind: str, n_head: int) -> list[str]:
     return [parts[g] for g in head_groups(n_head, len(parts))]
 
 
-def main(argv=None):
-    """Measure the premise on the validation inputs of users 1..N and write results/premise/."""
+def parse_args(argv=None):
     import argparse
-    import json
 
-    from iam_tutorial.cli import fail, guarded
+    from iam_tutorial.cli import fail
+
+    parser = argparse.ArgumentParser(
+        prog="python -m iam_tutorial.premise", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--backbone", default="smollm2-135m")
+    parser.add_argument("--users", type=int, default=300, help="users 1..N (validation inputs)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=Path("results/premise"))
+    args = parser.parse_args(argv)
+    if not 1 <= args.users <= 6040:
+        fail(f"--users {args.users}: give 1..6040.")
+    return args
+
+
+def measure_backbone(backbone: str, users: int, batch_size: int):
+    """(data, per-head shares) of `backbone` as pretrained (plan token) on the validation inputs
+    of users 1..`users`."""
     from iam_tutorial.config import get_config
     from iam_tutorial.family import build_model
     from iam_tutorial.pipeline import prepare
+
+    data = prepare(get_config("quick", backbone=backbone, plan="token", n_users=users))
+    model = build_model(data.cfg, data.serializer)
+    rows = range(len(data.valid))
+    batches = [data.valid[list(rows[i : i + batch_size])] for i in range(0, len(rows), batch_size)]
+    return data, measure(model, batches)
+
+
+def write_premise(args, data, per_head: pd.DataFrame) -> None:
+    """per_head.csv, by_layer.csv, ruled_out.csv (every LLM plan), the figure and facts.json."""
+    import json
+
     from iam_tutorial.plans import LLM_PLANS, layer_plan
+    from iam_tutorial.record import run_facts
     from iam_tutorial.viz import plot_premise, save_fig
+
+    layers, n = by_layer(per_head), data.cfg.n_layer
+    removed = ruled_out(per_head, {p: layer_plan(p, n, data.cfg.hatllm_split) for p in LLM_PLANS})
+    args.out.mkdir(parents=True, exist_ok=True)
+    per_head.round(5).to_csv(args.out / "per_head.csv", index=False)
+    layers.round(5).to_csv(args.out / "by_layer.csv", index=False)
+    removed.round(5).to_csv(args.out / "ruled_out.csv", index=False)
+    save_fig(plot_premise(layers), "05_premise_smollm2", folder=args.out)
+    facts = {
+        "users": args.users,
+        "queries": "item tokens of the 2nd item on, validation inputs",
+        "max_tokens": data.cfg.max_tokens,
+        "max_items": data.cfg.max_items,
+        **run_facts(data.cfg),
+        "precision": {"bf16": False, "why": "measured in float32 (no autocast)"},
+    }
+    (args.out / "facts.json").write_text(json.dumps(facts, indent=1, sort_keys=True))
+    print(layers.round(3).to_string(index=False))
+    print(removed[["plan", "ruled_out"]].round(3).to_string(index=False))
+
+
+def main(argv=None):
+    """Measure the premise on the validation inputs of users 1..N and write results/premise/."""
+    from iam_tutorial.cli import guarded
 
     @guarded
     def run(argv):
-        parser = argparse.ArgumentParser(
-            prog="python -m iam_tutorial.premise", description=__doc__.splitlines()[0]
-        )
-        parser.add_argument("--backbone", default="smollm2-135m")
-        parser.add_argument("--users", type=int, default=300, help="users 1..N (validation inputs)")
-        parser.add_argument("--batch-size", type=int, default=16)
-        parser.add_argument("--out", type=Path, default=Path("results/premise"))
-        args = parser.parse_args(argv)
-        if not 1 <= args.users <= 6040:
-            fail(f"--users {args.users}: give 1..6040.")
-        cfg = get_config("quick", backbone=args.backbone, plan="token", n_users=args.users)
-        data = prepare(cfg)
-        model = build_model(data.cfg, data.serializer)
-        rows = range(len(data.valid))
-        batches = [
-            data.valid[list(rows[i : i + args.batch_size])]
-            for i in range(0, len(rows), args.batch_size)
-        ]
-        per_head = measure(model, batches)
-        layers = by_layer(per_head)
-        n = data.cfg.n_layer
-        plans = {p: layer_plan(p, n, data.cfg.hatllm_split) for p in LLM_PLANS}
-        removed = ruled_out(per_head, plans)
-        args.out.mkdir(parents=True, exist_ok=True)
-        per_head.round(5).to_csv(args.out / "per_head.csv", index=False)
-        layers.round(5).to_csv(args.out / "by_layer.csv", index=False)
-        removed.round(5).to_csv(args.out / "ruled_out.csv", index=False)
-        save_fig(plot_premise(layers), "05_premise_smollm2", folder=args.out)
-        from iam_tutorial.record import run_facts
-
-        facts = {
-            "users": args.users,
-            "queries": "item tokens of the 2nd item on, validation inputs",
-            "max_tokens": data.cfg.max_tokens,
-            "max_items": data.cfg.max_items,
-            **run_facts(data.cfg),
-            "precision": {"bf16": False, "why": "measured in float32 (no autocast)"},
-        }
-        (args.out / "facts.json").write_text(json.dumps(facts, indent=1, sort_keys=True))
-        print(layers.round(3).to_string(index=False))
-        print(removed[["plan", "ruled_out"]].round(3).to_string(index=False))
+        args = parse_args(argv)
+        data, per_head = measure_backbone(args.backbone, args.users, args.batch_size)
+        write_premise(args, data, per_head)
 
     run(argv)
 

@@ -214,6 +214,24 @@ def validate(state: RunState, epoch: int, bar) -> None:
 
 
 def train(data: Prepared, progress: bool = True, on_epoch: Callable | None = None):
+def fit_epoch(state: RunState, epoch: int, bar, deadline: float) -> tuple[str | None, bool]:
+    """Epoch `epoch` of a run: train on its batches (run_epoch), validate if due, log its seconds.
+    Returns why training stopped early ("steps", "time" or None) and whether it validated."""
+    s, cfg, log = state, state.data.cfg, state.log
+    start = time.perf_counter()
+    batches, on_step = s.data.epoch(s.generator), lambda loss: step_bar(bar, loss)
+    stopped = run_epoch(
+        s.model, s.loss_fn, s.optimizer, s.scheduler, batches, cfg, log, on_step, deadline
+    )
+    log["train_seconds"] += time.perf_counter() - start
+    evaluated = bool(epoch % cfg.eval_every == 0 or stopped or epoch == cfg.max_epochs)
+    if evaluated:
+        validate(state, epoch, bar)
+    log["seconds"].append(round(sum(log["seconds"][-1:]) + time.perf_counter() - start, 1))
+    state.epoch = epoch
+    return stopped, evaluated
+
+
     """Train one model on `data` (its `cfg` is the run's config): whole epochs, validation every
     `eval_every` epochs, the best epoch's weights kept, stopped by patience, `max_epochs`,
     `max_steps` or `max_train_seconds`. `on_epoch(state)` (minGPT's callback) is called before
@@ -223,29 +241,12 @@ def train(data: Prepared, progress: bool = True, on_epoch: Callable | None = Non
     cfg, hook = data.cfg, on_epoch or (lambda state: None)
     state = start_run(data)
     hook(state)
-    log, s = state.log, state
-    bar = progress_bar(cfg, data, progress, done=len(log["step"]))
-    deadline = time.perf_counter() + (cfg.max_train_seconds or math.inf) - sum(log["seconds"][-1:])
+    bar = progress_bar(cfg, data, progress, done=len(state.log["step"]))
+    spent = sum(state.log["seconds"][-1:])  # a resumed run's seconds count towards the cap
+    deadline = time.perf_counter() + (cfg.max_train_seconds or math.inf) - spent
     stopped = None
     for epoch in range(state.epoch + 1, cfg.max_epochs + 1):
-        start = time.perf_counter()
-        stopped = run_epoch(
-            s.model,
-            s.loss_fn,
-            s.optimizer,
-            s.scheduler,
-            data.epoch(s.generator),
-            cfg,
-            log,
-            lambda loss: step_bar(bar, loss),
-            deadline,
-        )
-        log["train_seconds"] += time.perf_counter() - start
-        evaluated = epoch % cfg.eval_every == 0 or stopped or epoch == cfg.max_epochs
-        if evaluated:
-            validate(state, epoch, bar)
-        log["seconds"].append(round(sum(log["seconds"][-1:]) + time.perf_counter() - start, 1))
-        state.epoch = epoch
+        stopped, evaluated = fit_epoch(state, epoch, bar, deadline)
         hook(state)  # a snapshot or checkpoint sees the epoch as it ended
         if stopped or (evaluated and state.best.patience_out(epoch)):
             break
@@ -254,18 +255,13 @@ def train(data: Prepared, progress: bool = True, on_epoch: Callable | None = Non
             break
     bar.total = bar.n  # the run ended where it ended: the bar closes full
     bar.close()
-    s.model.load_state_dict(s.best.state)
+    best = state.best
+    state.model.load_state_dict(best.state)
+    why = "time" if stopped == "time" else None
     results = results_of(
-        s.model,
-        data,
-        s.device,
-        log,
-        s.best.epoch,
-        s.epoch,
-        "time" if stopped == "time" else None,
-        s.best.ranks,
+        state.model, data, state.device, state.log, best.epoch, state.epoch, why, best.ranks
     )
-    return s.model, results
+    return state.model, results
 
 
 def step_bar(bar, loss: float) -> None:

@@ -122,36 +122,50 @@ def load_csv_sequences(
             "time": timestamps(path, frame),
         }
     )
-    repeated = log.duplicated()
-    if repeated.any():  # the same event twice could make a user's validation and test one event
-        what = f"{plural(int(repeated.sum()), 'row')} repeating an earlier (user, item, timestamp)"
-        if not drop_duplicates:
-            raise DataError(
-                f"{path}: {what}, first on line {_line(repeated)}; remove them, or pass "
-                "drop_duplicates=True to drop them (counted in the source)."
-            )
-        note(f"{path}: {what} dropped.")
-        log = log[~repeated]
+    log, repeated = drop_repeated(path, log, drop_duplicates)
     ordered = log.sort_values(["user", "time"], kind="stable")  # ties keep the file's order
     by_user = {int(u): g.tolist() for u, g in ordered.groupby("user", sort=True)["item"]}
-    short = {u: len(s) for u, s in by_user.items() if len(s) < MIN_INTERACTIONS}
     source = f"custom CSV {path.name} ({len(by_user):,} users, {len(log):,} interactions"
-    if repeated.any():
-        source += f"; {plural(int(repeated.sum()), 'duplicate row')} dropped"
-    if short:
-        what = f"{plural(len(short), 'user')} with < {MIN_INTERACTIONS} interactions"
-        if not drop_short:
-            raise DataError(
-                f"{path}: {what}, e.g. {sorted(short)[:5]}; leave-one-out needs 3 "
-                f"per user: remove them, or pass drop_short=True to drop them."
-            )
-        dropped = f"{what} dropped ({plural(sum(short.values()), 'interaction')})"
-        note(f"{path}: {dropped}.")
-        source += f"; {dropped}"
-        by_user = {u: s for u, s in by_user.items() if u not in short}
+    if repeated:
+        source += f"; {plural(repeated, 'duplicate row')} dropped"
+    by_user, dropped = drop_short_users(path, by_user, drop_short)
+    source += f"; {dropped}" if dropped else ""
     if not by_user:
         raise DataError(f"{path}: no user has {MIN_INTERACTIONS} interactions; nothing to split.")
     return Sequences(by_user, source + ")", {path.name: sha256_of(path)})
+
+
+def drop_repeated(path: Path, log: pd.DataFrame, drop: bool) -> tuple[pd.DataFrame, int]:
+    """`log` less rows that repeat an earlier (user, item, timestamp), and how many: refused
+    unless `drop` (the same event twice could make a user's validation and test one event)."""
+    repeated = log.duplicated()
+    if not repeated.any():
+        return log, 0
+    what = f"{plural(int(repeated.sum()), 'row')} repeating an earlier (user, item, timestamp)"
+    if not drop:
+        raise DataError(
+            f"{path}: {what}, first on line {_line(repeated)}; remove them, or pass "
+            "drop_duplicates=True to drop them (counted in the source)."
+        )
+    note(f"{path}: {what} dropped.")
+    return log[~repeated], int(repeated.sum())
+
+
+def drop_short_users(path: Path, by_user: dict, drop: bool) -> tuple[dict, str]:
+    """`by_user` less users with fewer than MIN_INTERACTIONS items, and what was dropped in words
+    ('' if none): refused unless `drop`."""
+    short = {u: len(s) for u, s in by_user.items() if len(s) < MIN_INTERACTIONS}
+    if not short:
+        return by_user, ""
+    what = f"{plural(len(short), 'user')} with < {MIN_INTERACTIONS} interactions"
+    if not drop:
+        raise DataError(
+            f"{path}: {what}, e.g. {sorted(short)[:5]}; leave-one-out needs 3 "
+            f"per user: remove them, or pass drop_short=True to drop them."
+        )
+    dropped = f"{what} dropped ({plural(sum(short.values()), 'interaction')})"
+    note(f"{path}: {dropped}.")
+    return {u: s for u, s in by_user.items() if u not in short}, dropped
 
 
 def plural(n: int, word: str) -> str:

@@ -247,8 +247,7 @@ def short_table(results: list[dict], facts: dict) -> str:
     return head + "\n" + table.to_string()
 
 
-@guarded
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m iam_tutorial.lab.full", description=__doc__.splitlines()[0]
     )
@@ -272,26 +271,23 @@ def main(argv=None):
     arg("--calibrate-seconds", type=float, default=8, help="timed steps per kind of cell")
     arg("--epochs", type=int, default=None, help="a fixed epoch count instead of sizing")
     arg("--out", type=Path, default=None, help="results folder (default results/full)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+@guarded
+def main(argv=None):
+    args = parse_args(argv)
     for name in ("budget_seconds", "parallel", "min_epochs", "calibrate_seconds", "epochs"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             fail(f"--{name.replace('_', '-')} must be > 0, got {value}.")
-    base = config_from_args(args, parser)
+    base = config_from_args(args)
     out_dir = args.out or results_dir() / "full"
     if out_dir.exists() and not out_dir.is_dir():
         fail(f"--out {out_dir} is a file; give a folder for the results.")
     groups = cell_groups(base, args.plans, args.inputs, args.seeds, args.extra_seeds)
-    facts = run_full(
-        base,
-        groups,
-        out_dir,
-        args.budget_seconds,
-        args.parallel,
-        args.min_epochs,
-        args.calibrate_seconds,
-        args.epochs,
-    )
+    sizes = (args.parallel, args.min_epochs, args.calibrate_seconds, args.epochs)
+    facts = run_full(base, groups, out_dir, args.budget_seconds, *sizes)
     short = write_outputs(base, facts, out_dir)
     print((out_dir / "report.txt").read_text())
     print(short)

@@ -66,16 +66,16 @@ def cell_data(shared_path, cfg: Config, cache: dict):
     return cache[form].for_config(cfg)
 
 
-def measure(cfg: Config, data, seconds: float, out_dir=None) -> dict:
-    """A `sizing.Timing` of this kind of cell: steps for `seconds` on a throwaway model."""
+def throwaway_trainer(cfg: Config, data, device):
+    """(model, step): a fresh model of this kind of cell, and one AdamW step at a constant rate on
+    the next random batch, returning its tokens (the loss's .item() waits for the GPU, so a clock
+    around it is honest)."""
     import torch
 
-    from iam_tutorial.device import resolve_device
     from iam_tutorial.family import build_model
     from iam_tutorial.repro import seed_everything
-    from iam_tutorial.train import evaluate_model, make_optimizer, train_step
+    from iam_tutorial.train import make_optimizer, train_step
 
-    device = resolve_device(data.cfg.device)
     seed_everything(cfg.seed)
     model = build_model(data.cfg, data.serializer).to(device)
     optimizer = make_optimizer(model, data.cfg)
@@ -88,11 +88,23 @@ def measure(cfg: Config, data, seconds: float, out_dir=None) -> dict:
 
     batches = epochs()
 
-    def step() -> int:  # the loss's .item() waits for the GPU, so the clock is honest
+    def step() -> int:
         batch = next(batches).to(device)
         train_step(model, model.loss, optimizer, constant, batch, data.cfg)
         return batch.tokens.numel()
 
+    return model, step
+
+
+def measure(cfg: Config, data, seconds: float, out_dir=None) -> dict:
+    """A `sizing.Timing` of this kind of cell: steps for `seconds` on a throwaway model."""
+    import torch
+
+    from iam_tutorial.device import resolve_device
+    from iam_tutorial.train import evaluate_model
+
+    device = resolve_device(data.cfg.device)
+    model, step = throwaway_trainer(cfg, data, device)
     for _ in range(WARMUP_STEPS):
         step()
     if device.type == "cuda":
