@@ -11,11 +11,10 @@ iam-alt, iam-heads. Notebook 05.
 # Axes: batch, head, group (of heads), query, key, dim (per-head feature), token, embd
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange, repeat
 from transformers import AttentionInterface, AutoModelForCausalLM
 
-from iam_tutorial.attention import attend, per_head
+from iam_tutorial.attention import additive_mask, attend, attend_grouped, per_head
 from iam_tutorial.backbones import grow_rows, quiet
 from iam_tutorial.masks import allow_mask
 from iam_tutorial.plans import get_plan, layer_plan
@@ -41,13 +40,15 @@ def layer_kind(module) -> str:
 
 
 def item_aware_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
-                         item_index=None, **kwargs):  # fmt: skip
+                         item_index=None, item_bias=None, **kwargs):  # fmt: skip
     """transformers' attention signature. Shapes: query (batch head query dim), key value
     (batch head key dim) with head possibly fewer (grouped-query attention), item_index
     (batch token) -> out (batch query head dim), no weights.
 
-    transformers' own `attention_mask` is ignored: our mask already hides PAD (its item index
-    is PADDING), and a registered name gets no mask built for it anyway.
+    The mask of this layer's kind comes from `item_bias` {kind: additive mask}, built once per
+    forward by the caller (`item_biases`), else from item_index here. transformers' own
+    `attention_mask` is ignored: our mask already hides PAD (its item index is PADDING), and a
+    registered name gets no mask built for it anyway.
     """
     if item_index is None:
         raise ValueError(
@@ -57,9 +58,10 @@ def item_aware_attention(module, query, key, value, attention_mask, scaling=None
         raise ValueError(
             "Item-aware attention covers full forwards: no KV cache, no sliding window."
         )
-    allow = per_head(allow_mask(layer_kind(module), item_index.to(query.device)), query.shape[1])
+    kind = layer_kind(module)
     recorder = getattr(module, RECORDER, None)
     if recorder is not None:  # the einops reference, so the weights can be measured (premise.py)
+        allow = per_head(allow_mask(kind, item_index.to(query.device)), query.shape[1])
         key, value = (repeat(t, "batch group key dim -> batch (group rep) key dim",
                              rep=query.shape[1] // t.shape[1]) for t in (key, value))  # fmt: skip
         if scaling is not None:  # attend scales by dim ** -0.5: fold any other scale into q
@@ -67,11 +69,17 @@ def item_aware_attention(module, query, key, value, attention_mask, scaling=None
         out, weights = attend(query, key, value, allow, return_attn=True)
         recorder(module, weights, item_index)
         return rearrange(out, "batch head query dim -> batch query head dim").contiguous(), None
-    out = F.scaled_dot_product_attention(
-        query, key, value, attn_mask=allow, dropout_p=dropout, scale=scaling,
-        enable_gqa=key.shape[1] != query.shape[1],
-    )  # fmt: skip
-    return rearrange(out, "batch head query dim -> batch query head dim").contiguous(), None
+    if item_bias is not None and kind in item_bias:
+        bias = item_bias[kind]
+    else:
+        bias = item_biases([kind], item_index.to(query.device), query.shape[1])[kind]
+    return attend_grouped(query, key, value, bias, scaling, dropout), None
+
+
+def item_biases(kinds, item_index: torch.Tensor, n_head: int) -> dict:
+    """{kind: additive mask (batch 1|head query key)} for each mask kind in `kinds`, from
+    item_index (batch token): built once per forward and shared by every layer of that kind."""
+    return {kind: additive_mask(allow_mask(kind, item_index), n_head) for kind in set(kinds)}
 
 
 AttentionInterface.register(ATTENTION_NAME, item_aware_attention)

@@ -26,7 +26,7 @@ from transformers import AutoModelForCausalLM
 from iam_tutorial.backbones import Shape, quiet, resolve
 from iam_tutorial.backbones import hf_config as decoder_config
 from iam_tutorial.config import Config, ConfigError
-from iam_tutorial.hf_adapter import ATTENTION_NAME, KIND_ATTRIBUTE, add_item_tokens
+from iam_tutorial.hf_adapter import ATTENTION_NAME, KIND_ATTRIBUTE, add_item_tokens, item_biases
 from iam_tutorial.model import ItemGPT
 from iam_tutorial.plans import layer_plan
 
@@ -120,7 +120,9 @@ class ItemLLM(nn.Module):
             if items is None:
                 raise ValueError("item_input='text+id' needs each token's catalog item (`items`).")
             x = x + self.id_emb(items) * (items != 0).unsqueeze(-1)  # BOS and PAD get none
-        out = self.decoder(inputs_embeds=x, item_index=item_index, use_cache=False)
+        kinds = [kind for block in self.plan for kind in block]
+        bias = item_biases(kinds, item_index, self.decoder.config.num_attention_heads)
+        out = self.decoder(inputs_embeds=x, item_index=item_index, item_bias=bias, use_cache=False)
         return out.last_hidden_state
 
     def item_table(self):

@@ -75,8 +75,9 @@ def model_scorer(model: ItemGPT, data: Prepared, split: str, device):
     """A `score_rows` for metrics: catalog scores of the given users' `split` inputs."""
     batch = getattr(data, split)
 
-    def score_rows(rows):
-        with torch.autocast(device.type, torch.bfloat16, enabled=data.cfg.bf16):
+    def score_rows(rows):  # no autograd graph: scoring never backpropagates
+        bf16 = torch.autocast(device.type, torch.bfloat16, enabled=data.cfg.bf16)
+        with torch.inference_mode(), bf16:
             return model.score(batch[rows].to(device))
 
     return score_rows
@@ -213,7 +214,6 @@ def validate(state: RunState, epoch: int, bar) -> None:
     bar.set_postfix_str(f"epoch {epoch} valid {HEADLINE} {valid:.4f}")
 
 
-def train(data: Prepared, progress: bool = True, on_epoch: Callable | None = None):
 def fit_epoch(state: RunState, epoch: int, bar, deadline: float) -> tuple[str | None, bool]:
     """Epoch `epoch` of a run: train on its batches (run_epoch), validate if due, log its seconds.
     Returns why training stopped early ("steps", "time" or None) and whether it validated."""
@@ -232,6 +232,7 @@ def fit_epoch(state: RunState, epoch: int, bar, deadline: float) -> tuple[str | 
     return stopped, evaluated
 
 
+def train(data: Prepared, progress: bool = True, on_epoch: Callable | None = None):
     """Train one model on `data` (its `cfg` is the run's config): whole epochs, validation every
     `eval_every` epochs, the best epoch's weights kept, stopped by patience, `max_epochs`,
     `max_steps` or `max_train_seconds`. `on_epoch(state)` (minGPT's callback) is called before

@@ -1,8 +1,9 @@
 import pytest
 import torch
+from einops import rearrange, repeat
 
-from iam_tutorial.attention import attend, attend_sdpa
-from iam_tutorial.masks import MASK_KINDS, allow_mask, allow_rule
+from iam_tutorial.attention import additive_mask, attend, attend_grouped, attend_sdpa, per_head
+from iam_tutorial.masks import HEAD_SPLITS, MASK_KINDS, allow_mask, allow_rule
 from iam_tutorial.serialize import GLOBAL, PADDING
 
 ITEM_INDEX = torch.tensor(
@@ -31,6 +32,33 @@ def test_reference_and_sdpa_agree_with_gradients(kind):
     for a, b in zip(fast_grads, ref_grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     assert not torch.isnan(ref).any()
+
+
+@pytest.mark.parametrize("kind", [*MASK_KINDS, *HEAD_SPLITS])
+@pytest.mark.parametrize(("heads", "kv_heads"), [(2, 2), (9, 3), (3, 1)])
+def test_grouped_attention_matches_reference_with_gradients(kind, heads, kv_heads):
+    """The decoder's fast path (explicit matmuls, additive mask, each kv head shared by a group
+    of query heads) equals the reference on the same mask, odd head counts and head splits too."""
+    allow = allow_mask(kind, ITEM_INDEX)
+    q = qkv(seed=1, heads=heads)[0]
+    k, v = qkv(seed=2, heads=kv_heads)[1:]
+    expand = [repeat(t, "b kv key d -> b (kv g) key d", g=heads // kv_heads) for t in (k, v)]
+    ref = rearrange(attend(q, *expand, allow), "b head query d -> b query head d")
+    ref_grads = torch.autograd.grad(ref.square().sum(), (q, k, v))
+    q2, k2, v2 = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    fast = attend_grouped(q2, k2, v2, additive_mask(allow, heads))
+    fast_grads = torch.autograd.grad(fast.square().sum(), (q2, k2, v2))
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+    for a, b in zip(fast_grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_additive_mask_is_the_boolean_mask():
+    allow = allow_mask("intra|inter", ITEM_INDEX)
+    bias = additive_mask(allow, 9)
+    assert bias.shape == (2, 9, 10, 10) and bias.dtype == torch.float32
+    assert set(bias.unique().tolist()) == {0.0, float("-inf")}
+    assert torch.equal(bias == 0, per_head(allow, 9))
 
 
 def test_attention_weights_respect_mask():
