@@ -10,6 +10,7 @@ Only this module asks which family a backbone is. transformers loads only for a 
 import dataclasses
 
 from iam_tutorial.config import SCRATCH, Config, ConfigError
+from iam_tutorial.model import ItemGPT
 from iam_tutorial.plans import get_plan
 
 # transformers' model_type of the decoders whose layers llm.StackedLayer reproduces.
@@ -70,8 +71,6 @@ def build_model(cfg: Config, serializer):
     weights. `cfg` is a prepared config (`pipeline.prepare` has applied `model_config`)."""
     kind = family(cfg.backbone)
     if kind == SCRATCH:
-        from iam_tutorial.model import ItemGPT
-
         return ItemGPT(cfg, serializer.vocab_size, serializer.item_words())
     return _module(kind).build(cfg, serializer)
 
