@@ -3,6 +3,7 @@ paste them), on the synthetic MovieLens and a CSV log of it. Only the presets' s
 users, two epochs), so that the blocks run in seconds: their code is untouched."""
 
 import dataclasses
+import importlib.util
 import re
 
 import pytest
@@ -40,18 +41,34 @@ def test_readme_blocks_run_as_printed(synthetic_root, tmp_path, monkeypatch):
     assert (tmp_path / "models" / "iam" / "model.pt").exists()
 
 
-def test_readme_llm_table_is_the_stored_cells():
-    """The README's top answer is regenerated from results/llm/, never typed: the block between its
-    `llm-table` markers equals `budget_markdown` of the committed cells."""
-    from iam_tutorial.lab.compare import budget_dir, budget_markdown, load_cells
-    from iam_tutorial.lab.experiments import EXPERIMENTS
-
-    llm = EXPERIMENTS["llm"]
-    by_budget = {b: load_cells(budget_dir(REPO_ROOT / "results" / "llm", b), required=True)
-                 for b in llm.budgets}  # fmt: skip
-    text = (REPO_ROOT / "README.md").read_text()
-    block = re.search(r"<!-- llm-table -->\n(.*?)\n<!-- /llm-table -->", text, flags=re.S)
-    assert block, "README lost its <!-- llm-table --> markers"
-    assert block.group(1) == budget_markdown(by_budget), (
-        "README's LLM table is stale: regenerate it with lab.compare.budget_markdown"
+def results_page():
+    """scripts/results_page.py as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        "results_page", REPO_ROOT / "scripts" / "results_page.py"
     )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_results_page_tables_are_the_stored_cells():
+    """results/README.md's tables are regenerated from the committed cells, never typed: each block
+    between its markers (the LLM over budgets, the reference, its convergence) equals what
+    `lab.report` makes of results/llm/ and results/reference/."""
+    page = results_page()
+    stored = page.blocks(page.PAGE.read_text())
+    for name, table in page.tables().items():
+        assert name in stored, f"results/README.md lost its <!-- {name} --> markers"
+        assert stored[name] == table, (
+            f"results/README.md's {name} is stale: run python scripts/results_page.py"
+        )
+
+
+def test_readme_first_screen():
+    """The README's first screen: what you will learn, the figure, both commands, the notebooks."""
+    head = (REPO_ROOT / "README.md").read_text().splitlines()[:60]
+    text = "\n".join(head)
+    for needed in ("What you will learn", "figures/02_masks_causal_intra_inter.png", "make quick",
+                   "make test", "notebooks/05_pretrained.ipynb"):  # fmt: skip
+        assert needed in text, f"README's first 60 lines lack {needed!r}"
+    assert "(results/README.md)" in (REPO_ROOT / "README.md").read_text(), "no link to the results"
