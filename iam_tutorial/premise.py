@@ -13,6 +13,8 @@ of the backbone's own attention its masks forbid at step 0. Notebook 05, results
 
 # Axes: batch, head, query, key, token
 
+import argparse
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -20,9 +22,16 @@ import torch
 from einops import rearrange, reduce
 
 from iam_tutorial.analysis import key_groups, measured_queries
+from iam_tutorial.cli import fail, guarded
+from iam_tutorial.config import get_config
+from iam_tutorial.family import build_model
 from iam_tutorial.hf_adapter import RECORDER, layer_kind
 from iam_tutorial.masks import HEAD_SPLITS, allow_mask, head_groups
+from iam_tutorial.pipeline import prepare
+from iam_tutorial.plans import LLM_PLANS, layer_plan
+from iam_tutorial.record import run_facts
 from iam_tutorial.serialize import Batch
+from iam_tutorial.viz import plot_premise, save_fig
 
 SHARES = ("self", "own_item", "other_items", "first")
 WITHOUT_SELF = ("own_item_x", "other_items_x", "first_x")
@@ -174,9 +183,6 @@ def head_kinds(kind: str, n_head: int) -> list[str]:
 
 
 def parse_args(argv=None):
-    import argparse
-
-    from iam_tutorial.cli import fail
 
     parser = argparse.ArgumentParser(
         prog="python -m iam_tutorial.premise", description=__doc__.splitlines()[0]
@@ -194,9 +200,6 @@ def parse_args(argv=None):
 def measure_backbone(backbone: str, users: int, batch_size: int):
     """(data, per-head shares) of `backbone` as pretrained (plan token) on the validation inputs
     of users 1..`users`."""
-    from iam_tutorial.config import get_config
-    from iam_tutorial.family import build_model
-    from iam_tutorial.pipeline import prepare
 
     data = prepare(get_config("quick", backbone=backbone, plan="token", n_users=users))
     model = build_model(data.cfg, data.serializer)
@@ -207,11 +210,6 @@ def measure_backbone(backbone: str, users: int, batch_size: int):
 
 def write_premise(args, data, per_head: pd.DataFrame) -> None:
     """per_head.csv, by_layer.csv, ruled_out.csv (every LLM plan), the figure and facts.json."""
-    import json
-
-    from iam_tutorial.plans import LLM_PLANS, layer_plan
-    from iam_tutorial.record import run_facts
-    from iam_tutorial.viz import plot_premise, save_fig
 
     layers, n = by_layer(per_head), data.cfg.n_layer
     removed = ruled_out(per_head, {p: layer_plan(p, n, data.cfg.hatllm_split) for p in LLM_PLANS})
@@ -235,7 +233,6 @@ def write_premise(args, data, per_head: pd.DataFrame) -> None:
 
 def main(argv=None):
     """Measure the premise on the validation inputs of users 1..N and write results/premise/."""
-    from iam_tutorial.cli import guarded
 
     @guarded
     def run(argv):

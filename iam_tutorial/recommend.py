@@ -20,6 +20,7 @@ import torch
 
 from iam_tutorial.config import Config, ConfigError, config_from_dict
 from iam_tutorial.device import resolve_device
+from iam_tutorial.family import build_model
 from iam_tutorial.plans import get_plan
 from iam_tutorial.serialize import Serializer
 from iam_tutorial.tokenizer import load_tokenizer
@@ -233,7 +234,6 @@ def load_model(folder: str | Path, device: str = "auto"):
 
 def load_weights(folder: Path, data: SavedData, device: torch.device):
     """The model `data` describes, with the saved weights, in eval mode on `device`."""
-    from iam_tutorial.family import build_model  # loads transformers: only when needed
 
     model = build_model(data.cfg, data.serializer)
     state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)

@@ -16,8 +16,12 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from iam_tutorial.config import Config
+from iam_tutorial.device import resolve_device
+from iam_tutorial.family import build_model
 from iam_tutorial.lab import sizing, store
 from iam_tutorial.plans import PLANS
+from iam_tutorial.repro import seed_everything
+from iam_tutorial.train import evaluate_model, make_optimizer, train, train_step
 
 WARMUP_STEPS = 2  # untimed first steps (CUDA context, cuBLAS handles, allocator growth)
 WORKER_ENV = {
@@ -56,8 +60,6 @@ def cell_data(shared_path, cfg: Config, cache: dict):
     """The shared data under this cell's config, streams on its device (moved once per form)."""
     import torch
 
-    from iam_tutorial.device import resolve_device
-
     form = "text" if PLANS[cfg.plan].text else "id"
     if form not in cache:
         shared = cache.setdefault("file", torch.load(shared_path, mmap=True, weights_only=False))
@@ -71,10 +73,6 @@ def throwaway_trainer(cfg: Config, data, device):
     the next random batch, returning its tokens (the loss's .item() waits for the GPU, so a clock
     around it is honest)."""
     import torch
-
-    from iam_tutorial.family import build_model
-    from iam_tutorial.repro import seed_everything
-    from iam_tutorial.train import make_optimizer, train_step
 
     seed_everything(cfg.seed)
     model = build_model(data.cfg, data.serializer).to(device)
@@ -99,9 +97,6 @@ def throwaway_trainer(cfg: Config, data, device):
 def measure(cfg: Config, data, seconds: float, out_dir=None) -> dict:
     """A `sizing.Timing` of this kind of cell: steps for `seconds` on a throwaway model."""
     import torch
-
-    from iam_tutorial.device import resolve_device
-    from iam_tutorial.train import evaluate_model
 
     device = resolve_device(data.cfg.device)
     model, step = throwaway_trainer(cfg, data, device)
@@ -132,7 +127,6 @@ def measure(cfg: Config, data, seconds: float, out_dir=None) -> dict:
 
 def train_cell(cfg: Config, data, arg, out_dir) -> dict:
     """Train one cell under its share of the budget and write it; a short summary comes back."""
-    from iam_tutorial.train import train
 
     deadline, reserve = arg
     left = deadline - time.time() - reserve
