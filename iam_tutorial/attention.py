@@ -45,17 +45,27 @@ def additive_mask(allow: torch.Tensor, n_head: int) -> torch.Tensor:
 
 
 def attend_grouped(q, k, v, bias, scale: float | None = None, dropout_p: float = 0.0):
-    """`attend` for grouped-query attention, as explicit matmuls with an additive mask: the fast
-    path for a decoder on a CPU, where it trains about 1.4x faster than SDPA's fused kernel,
-    whose backward with a mask is slow for short rows (benchmarks/llm_speed.py). Shapes:
-    q (batch head query dim), k v (batch kv key dim), each kv head shared by head/kv query heads
-    (no copy), bias from `additive_mask` -> out (batch query head dim), the layout a transformers
-    decoder expects. Scores and softmax run in float32, under bf16 autocast too."""
+    """`attend` for grouped-query attention with an additive mask. Shapes: q (batch head query
+    dim), k v (batch kv key dim), each kv head shared by head/kv query heads, bias from
+    `additive_mask` -> out (batch query head dim), the layout a transformers decoder expects.
+
+    Training on a CPU it runs as explicit matmuls, scores and softmax in float32 (no k/v copy):
+    SDPA's fused CPU kernel is slower there, its backward with a mask many times its forward for
+    short rows. Without autograd (scoring), or on a GPU, SDPA's fused kernel is the faster one.
+    benchmarks/llm_speed.py measures both choices."""
+    if q.device.type != "cpu" or not torch.is_grad_enabled():
+        gqa = k.shape[1] != q.shape[1]
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias.to(q.dtype), scale=scale, dropout_p=dropout_p, enable_gqa=gqa
+        )
+        return rearrange(out, "batch head query dim -> batch query head dim")
     group = q.shape[1] // k.shape[1]
     q = rearrange(q, "batch (kv group) query dim -> batch kv group query dim", group=group)
     scores = einsum(q, k, "batch kv group query dim, batch kv key dim -> batch kv group query key")
-    bias = rearrange(bias, "batch (kv group) query key -> batch kv group query key",
-                     group=group if bias.shape[1] > 1 else 1)  # fmt: skip
+    shared = bias.shape[1] == 1  # one mask for every head
+    bias = rearrange(
+        bias, "batch (kv g) query key -> batch kv g query key", g=1 if shared else group
+    )
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     attn = (scores.float() * scale + bias).softmax(dim=-1).to(v.dtype)
     attn = F.dropout(attn, dropout_p) if dropout_p else attn

@@ -30,10 +30,11 @@ def popularity_scorer(counts: torch.Tensor):
 
 def run_popularity(cfg: Config, split=None) -> dict:
     """Most-popular unseen items: metrics and per-user ranks, like a trained model's results."""
-    split = split or load_split(cfg)
-    scorer = popularity_scorer(popularity_counts(split.train, split.n_items))
-    ranks = {
-        s: rank_targets(scorer, split.histories(s)[0], getattr(split, s)) for s in ("valid", "test")
+    split, users = split or load_split(cfg), {"valid": cfg.train_users, "test": None}
+    scorer = popularity_scorer(popularity_counts(split.train[: cfg.train_users], split.n_items))
+    ranks = {  # counted on the training users, validated on them, tested on every user
+        s: rank_targets(scorer, split.histories(s)[0][: users[s]], getattr(split, s)[: users[s]])
+        for s in users
     }
     cfg = dataclasses.replace(cfg, plan="popularity")
     return results_record(cfg, split, ranks, note=" · popularity counted on the training parts")

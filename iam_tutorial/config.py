@@ -22,6 +22,9 @@ class Config:
     mode: str = "quick"  # preset name, recorded in every result
     # Data.
     n_users: int | None = 800  # original MovieLens user ids 1..n_users; None = all 6,040
+    # Users 1..train_users train the model and choose its epoch (validation); the test ranks every
+    # loaded user, so it also tells how the model does on users it never saw. None = every user.
+    train_users: int | None = None
     max_items: int = 12  # items per history window fed to the model (SASRec's maxlen)
     max_tokens: int = 224  # token budget of one serialized history, BOS included
     vocab_size: int = 2048  # ByteLevel BPE vocabulary trained on the item texts
@@ -128,7 +131,8 @@ def _value_rules(cfg: "Config") -> list[tuple[str, bool, str]]:
     """(field, whether its value fails, what to do) in the order they are checked."""
     from iam_tutorial.plans import ALL_PLANS  # plans.py imports nothing of ours
 
-    unlimited = {"n_users": "all 6,040 users", "max_steps": "no limit", "train_horizon": "no limit"}
+    unlimited = {"n_users": "all 6,040 users", "train_users": "every loaded user",
+                 "max_steps": "no limit", "train_horizon": "no limit"}  # fmt: skip
     ranges = "out of range (lr > 0, 0 <= dropout < 1, grad_clip > 0, 0 <= warmup_frac < 1)"
     split, scratch = cfg.hatllm_split, cfg.backbone == SCRATCH  # a backbone's depth: family.py
     return [
@@ -140,6 +144,8 @@ def _value_rules(cfg: "Config") -> list[tuple[str, bool, str]]:
         ("max_train_seconds", cfg.max_train_seconds is not None and not cfg.max_train_seconds > 0,
          "must be > 0 seconds, or None for no cap"),
         ("n_users", cfg.n_users is not None and cfg.n_users > 6040, "MovieLens-1M has 6,040 users"),
+        ("train_users", (cfg.train_users or 0) > (cfg.n_users or 6040),
+         f"must be <= n_users={cfg.n_users}"),
         ("lr", not cfg.lr > 0, ranges),
         ("dropout", not 0 <= cfg.dropout < 1, ranges),
         ("grad_clip", not cfg.grad_clip > 0, ranges),

@@ -90,9 +90,10 @@ class Prepared:
         return [len(t) for t in self.serializer.item_tokens]
 
     def training_histories(self) -> list[list[int]]:
-        """Each user's training items, cut to the most recent `train_horizon` + 1 if set."""
+        """The training items of users 1..`train_users` (all if None), each cut to the most recent
+        `train_horizon` + 1 if set."""
         h = self.cfg.train_horizon
-        return [t[-(h + 1) :] if h else t for t in self.split.train]
+        return [t[-(h + 1) :] if h else t for t in self.split.train[: self.cfg.train_users]]
 
     def transitions(self) -> int:
         """Training transitions per epoch (every one is trained once an epoch)."""
@@ -163,6 +164,7 @@ def prepare(cfg: Config, split: LeaveOneOut | None = None, movies=None) -> Prepa
     cfg, bf16_reason = with_precision(run_config(cfg))
     serializer, tokenizer = build_serializer(cfg, split, movies)
     inputs = {s: split.histories(s)[0] for s in ("valid", "test")}
+    inputs["valid"] = inputs["valid"][: cfg.train_users]  # the epoch is chosen on trained users
     windows = {s: [h[-cfg.max_items :] for h in hs] for s, hs in inputs.items()}
     batches = {s: serializer.collate(ws) for s, ws in windows.items()}
     kept = sum(int(b.item_index.max(1).values.sum()) + len(b) for b in batches.values())

@@ -86,7 +86,7 @@ def model_scorer(model: ItemGPT, data: Prepared, split: str, device):
 def evaluate_model(model: ItemGPT, data: Prepared, split: str, device, ranks: bool = False):
     """Metrics of `split` under both protocols (or, with `ranks`, every user's target rank)."""
     model.eval()
-    targets = getattr(data.split, split)
+    targets = getattr(data.split, split)[: len(data.seen[split])]  # valid: the trained users
     lengths = (getattr(data, split).item_index != PADDING).sum(1)
     result = rank_targets(
         model_scorer(model, data, split, device),

@@ -51,6 +51,9 @@ def test_grouped_attention_matches_reference_with_gradients(kind, heads, kv_head
     torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
     for a, b in zip(fast_grads, ref_grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    with torch.inference_mode():  # scoring takes SDPA's fused kernel: the same values
+        scored = attend_grouped(q2, k2, v2, additive_mask(allow, heads))
+    torch.testing.assert_close(scored, ref.detach(), atol=1e-5, rtol=1e-5)
 
 
 def test_additive_mask_is_the_boolean_mask():

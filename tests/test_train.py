@@ -254,3 +254,23 @@ def test_results_reuse_the_best_epochs_validation_ranks(synthetic_env, monkeypat
     assert passes == ["valid"] * cfg.max_epochs + ["test"]
     fresh = real(model, prepare(cfg), "valid", torch.device("cpu"), ranks=True)
     assert results["ranks"]["valid"] == {p: r.tolist() for p, r in fresh.items()}
+
+
+@pytest.mark.parametrize("plan", ["token", "sasrec", "popularity"])
+def test_train_users_train_and_validate_while_every_user_is_tested(synthetic_env, plan):
+    """train_users=k: users 1..k give every training transition and the validation that picks the
+    epoch (popularity counts their items only); the test ranks every loaded user."""
+    cfg = get_config("quick", plan=plan, **{**TINY, "max_epochs": 1}, train_users=5)
+    if plan != "popularity":
+        data = prepare(cfg)
+        assert len(data.training_histories()) == 5 and len(data.valid) == 5
+        assert len(data.test) == 12 == len(data.split.users)
+        assert data.training_histories() == [t[-13:] for t in data.split.train[:5]]
+    results = run(cfg, progress=False)
+    assert len(results["ranks"]["valid"]["seen_excluded"]) == 5
+    assert len(results["ranks"]["test"]["seen_excluded"]) == 12
+
+
+def test_train_users_beyond_the_loaded_users_is_a_config_error():
+    with pytest.raises(ValueError, match="train_users=13: must be <= n_users=12"):
+        get_config("quick", n_users=12, train_users=13)
