@@ -135,10 +135,11 @@ class ItemLLM(nn.Module):
     score = ItemGPT.score
 
 
-def load_decoder(name: str, vocab_size: int):
+def load_decoder(name: str, vocab_size: int, lm=None):
     """The backbone's base decoder with item-aware attention and `vocab_size` input rows: a fresh
-    copy of the weights, which are read once per process (`pretrained_lm`)."""
-    lm = copy.deepcopy(pretrained_lm(name))
+    copy of the weights, which are read once per process (`pretrained_lm`), or of `lm`, a causal
+    LM of the same family (lab/fingerprint.py builds a tiny one)."""
+    lm = copy.deepcopy(lm or pretrained_lm(name))
     add_item_tokens(lm, vocab_size)
     return lm.base_model
 
@@ -177,9 +178,9 @@ def apply_lora(model: ItemLLM, rank: int) -> ItemLLM:
     return model
 
 
-def build(cfg: Config, serializer) -> ItemLLM:
-    """family.build_model for a decoder backbone: ItemLLM on `cfg.backbone`, for a serializer
-    built with the backbone's tokenizer."""
-    decoder = load_decoder(cfg.backbone, serializer.vocab_size)
+def build(cfg: Config, serializer, lm=None) -> ItemLLM:
+    """family.build_model for a decoder backbone: ItemLLM on `cfg.backbone` (or on `lm`, see
+    `load_decoder`), for a serializer built with the backbone's tokenizer."""
+    decoder = load_decoder(cfg.backbone, serializer.vocab_size, lm)
     model = ItemLLM(cfg, decoder, serializer.item_words())
     return apply_lora(model, cfg.lora_rank) if cfg.finetune == "lora" else model

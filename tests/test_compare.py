@@ -6,7 +6,7 @@ import pytest
 
 import iam_tutorial.lab.compare as compare
 from iam_tutorial.config import get_config
-from iam_tutorial.lab import report, runner, store
+from iam_tutorial.lab import fingerprint, report, runner, store
 from iam_tutorial.lab.experiments import EXPERIMENTS
 from iam_tutorial.lab.stats import verdicts
 
@@ -46,9 +46,13 @@ def test_comparison_table_and_resume(env, monkeypatch):
     assert again.equals(table)
     with pytest.raises(AssertionError, match="retrained"):  # a changed config is not reused
         runner.run_comparison("quick", ("token",), (0,), env, progress=False, **{**TINY, "lr": 0.1})
-    monkeypatch.setattr(store, "code_hash", lambda: "edited-code")
-    with pytest.raises(AssertionError, match="retrained"):  # nor is a cell of other code
+    monkeypatch.setattr(store, "code_hash", lambda: "edited-code")  # other text, same behaviour
+    assert runner.run_comparison("quick", plans, seeds, env, progress=False, **TINY).equals(table)
+    fingerprint._probe.cache_clear()
+    monkeypatch.setattr("iam_tutorial.train.lr_factor", lambda step, total, warmup: 0.5)
+    with pytest.raises(AssertionError, match="retrained"):  # but not other numerics
         runner.run_comparison("quick", ("token",), (0,), env, progress=False, **TINY)
+    fingerprint._probe.cache_clear()
 
 
 def test_parallel_workers_write_the_same_cells(env):

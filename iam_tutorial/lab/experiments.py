@@ -24,6 +24,9 @@ class Experiment:
     # Fine-tuning budgets (epochs): each (plan, seed) trains once, to the largest, and the shorter
     # ones are its snapshots (hooks.snapshots); () = one budget, run.max_epochs.
     budgets: tuple[int, ...] = ()
+    # A plan's own run settings, where its cells differ from `run` (SASRec's architecture beside
+    # an LLM's): ((plan, ((field, value), ...)), ...).
+    plan_settings: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()
 
     def __post_init__(self):
         check_experiment(self)

@@ -84,14 +84,16 @@ def budget_jobs(todo: list[Config], out_dir: Path, budgets, redo=False):
     return stored, jobs
 
 
-def cells(base: Config, plans, inputs, seeds) -> list[Config]:
+def cells(base: Config, plans, inputs, seeds, plan_settings=()) -> list[Config]:
     """Every distinct (plan, item input, seed), seed-major so each finished seed is complete.
-    Baselines have one item form; a plan whose layers equal an earlier plan's is trained once."""
-    out, seen = [], set()
+    Baselines have one item form; a plan whose layers equal an earlier plan's is trained once.
+    `plan_settings` (Experiment.plan_settings): fields a plan's cells set apart from `base`."""
+    out, seen, settings = [], set(), {plan: dict(fields) for plan, fields in plan_settings}
     for seed in seeds:
         for plan in distinct_plans(plans, base, log=(print if seed == seeds[0] else None)):
             for item_input in inputs if text_plan(plan) else ("text",):
-                cfg = dataclasses.replace(base, plan=plan, item_input=item_input, seed=seed)
+                cfg = dataclasses.replace(base, plan=plan, item_input=item_input, seed=seed,
+                                          **settings.get(plan, {}))  # fmt: skip
                 if (cell_name(cfg), seed) not in seen:
                     seen.add((cell_name(cfg), seed))
                     out.append(cfg)
@@ -127,14 +129,14 @@ def run_experiment(
     {budget: that} (run_budgets). With `parallel` > 1 the cells run in that many processes, the
     cores shared among them."""
     out_dir = Path(out_dir or results_dir() / exp.run.mode)
-    todo = cells(exp.run, exp.plans, exp.inputs, list(exp.seeds))
+    todo = cells(exp.run, exp.plans, exp.inputs, list(exp.seeds), exp.plan_settings)
     if exp.budgets:
         return run_budgets(exp, todo, out_dir, redo, progress, parallel, with_results)
     done = {id(c): stored_cell(c, out_dir) if not redo else None for c in todo}
     missing = [c for c in todo if done[id(c)] is None]
     if len(missing) < len(todo):
         reused = len(todo) - len(missing)
-        print(f"reused {reused} stored cells from {out_dir / 'runs'} (same config and code)")
+        print(f"reused {reused} stored cells from {out_dir / 'runs'} (fingerprints match)")
     if missing:
         bar = tqdm(total=len(missing), desc="cells", unit="cell", disable=not progress)
         try:  # the data are loaded once, shared by every cell
@@ -183,7 +185,7 @@ def run_budgets(
     stored, jobs = budget_jobs(todo, out_dir, budgets, redo)
     reused = sum(r is not None for by in stored.values() for r in by.values())
     if reused:
-        print(f"reused {reused} stored cells from {out_dir}/epochs-*/runs (same config and code)")
+        print(f"reused {reused} stored cells from {out_dir}/epochs-*/runs (fingerprints match)")
     if jobs:
         bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress)
         try:

@@ -1,11 +1,11 @@
 """The store of a comparison's cells: one JSON per (plan, item input, seed) under <out>/runs/.
 
-A cell is written atomically the moment it finishes and is reused only while both its config and
-the core package's code are unchanged (its fingerprint), so an interrupted comparison loses
-nothing; `load_cells` reads every stored cell, whatever code made it, for reporting.
+A cell is written atomically the moment it finishes and is reused only while its config, its data
+and the code's behaviour are unchanged (its fingerprint, lab/fingerprint.py: moving code or editing
+a docstring keeps it), so an interrupted comparison loses nothing, on any machine; `load_cells`
+reads every stored cell, whatever code made it, for reporting.
 """
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from iam_tutorial.config import Config, ConfigError
+from iam_tutorial.lab.fingerprint import fingerprint, matches
 from iam_tutorial.paths import REPO_ROOT
 from iam_tutorial.plans import PLANS
 from iam_tutorial.repro import git_commit
@@ -33,8 +34,8 @@ def cell_name(cfg: Config) -> str:
 
 
 def code_hash() -> str:
-    """A hash of the code that decides a cell's numbers: the core package, by folder (the lab only
-    schedules, stores and reports cells, so a change there keeps every stored cell)."""
+    """A hash of the core package's text when a cell was written: stored with the cell as its
+    provenance (reuse rests on the fingerprint, which ignores the text)."""
     h = hashlib.sha1()
     for path in sorted(CODE_DIR.rglob("*.py")):
         relative = path.relative_to(CODE_DIR)
@@ -43,24 +44,17 @@ def code_hash() -> str:
     return h.hexdigest()[:12]
 
 
-def fingerprint(cfg: Config) -> str:
-    """A short hash of the cell's config and the code: a stored cell is reused only if it matches.
-    (Configs before lab/experiments.py also held the comparison's grid, which this hash left out,
-    so a cell's fingerprint is what it was.)"""
-    text = json.dumps({"config": dataclasses.asdict(cfg), "code": code_hash()}, sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
-
-
 def cell_path(cfg: Config, out_dir: Path) -> Path:
     return Path(out_dir) / "runs" / f"{cell_name(cfg)}_seed{cfg.seed}.json"
 
 
 def stored_cell(cfg: Config, out_dir: Path) -> dict | None:
-    """The stored results of a cell if its config and code match, else None."""
+    """The stored results of a cell if its config, data and the code's behaviour still match
+    (lab/fingerprint.py), else None."""
     path = cell_path(cfg, out_dir)
     if path.exists():
         stored = json.loads(path.read_text())
-        if stored.get("fingerprint") == fingerprint(cfg):
+        if matches(stored.get("fingerprint"), fingerprint(cfg)):
             return stored
     return None
 
