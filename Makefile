@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE = 1
 export PYTHONHASHSEED = 0
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: setup data quick reference llm test unit nbval notebooks lint lab bench
+.PHONY: setup data quick reference llm every-user test unit nbval notebooks lint lab bench
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,12 @@ reference: data
 # epochs): about 2 h on 2 cores; resumable (re-run it), every finished budget of a run is stored.
 llm: data
 	$(PY) -m iam_tutorial.lab.compare --mode llm --parallel $(PARALLEL)
+
+# Every user tested (results/every-user/PLAN.md): token, hatllm, iam-heads on SmolLM2 and a
+# data-matched SASRec, trained on users 1..1,000, tested on all 6,040 users; resumable (re-run it:
+# finished cells are reused while their fingerprints match), one cell at a time with 2 threads.
+every-user: data
+	$(PY) -m iam_tutorial.lab.compare --mode every-user --parallel 1
 
 test: setup lint unit nbval
 

@@ -54,6 +54,13 @@ def check_experiment(exp: Experiment) -> None:
 
 
 REFERENCE_PLANS = ("popularity", "sasrec", "token", "control", "hatllm", "iam")
+# SASRec as sasrec-full trains it, on another experiment's users, inputs and transitions.
+SASREC_SETTING = tuple(
+    (name, getattr(PRESETS["sasrec-full"], name))
+    for name in ("backbone", "n_layer", "n_head", "n_embd", "dropout", "lr", "weight_decay",
+                 "warmup_frac", "batch_size", "max_epochs", "decay_epochs", "min_epochs",
+                 "patience", "eval_every", "bf16", "device")
+)  # fmt: skip
 LLM_COMPARED = ("popularity", "token", "hatllm", "iam-heads")
 
 EXPERIMENTS = {
@@ -65,6 +72,15 @@ EXPERIMENTS = {
     # On the LLM: the plans that re-mask its own layers (same weights and FLOPs) against token.
     "llm-pilot": Experiment(PRESETS["llm-pilot"], LLM_COMPARED, ("text",), seeds=(0, 1)),
     "llm": Experiment(PRESETS["llm"], LLM_COMPARED, ("text",), seeds=(0, 1, 2), budgets=(1, 2, 4)),
+    # Every user tested (results/every-user/PLAN.md): the LLM plans and, on the same training
+    # transitions, SASRec at the sasrec-full setting (its architecture, optimizer and schedule).
+    "every-user": Experiment(
+        PRESETS["every-user"],
+        (*LLM_COMPARED, "sasrec"),
+        ("text",),
+        seeds=(0, 1, 2, 3, 4),
+        plan_settings=(("sasrec", SASREC_SETTING),),
+    ),
 }
 
 
