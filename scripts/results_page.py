@@ -22,10 +22,10 @@ def tables() -> dict[str, str]:
     from iam_tutorial.lab.store import budget_dir, load_cells, tidy
 
     llm = EXPERIMENTS["llm"]
-    by_budget = {b: load_cells(budget_dir(REPO / "results" / "llm", b), required=True)
+    by_budget = {b: load_cells(budget_dir(REPO / "results" / "llm", b), required="llm")
                  for b in llm.budgets}  # fmt: skip
     ref = EXPERIMENTS["reference"].run
-    cells = load_cells(REPO / "results" / "reference", required=True)
+    cells = load_cells(REPO / "results" / "reference", required="reference")
     return {
         "llm-table": budget_markdown(by_budget),
         "reference-table": to_markdown(decision_table(cells, tidy(cells), ref.n_layer)),

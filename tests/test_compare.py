@@ -209,7 +209,9 @@ def test_paired_t_and_mde():
 
 def test_no_stored_cells_says_how_to_train(tmp_path):
     with pytest.raises(store.NoCells, match=r"No cells are stored in .*quick/runs.*--mode quick"):
-        store.load_cells(tmp_path / "quick", required=True)
+        store.load_cells(tmp_path / "quick", required="quick")
+    with pytest.raises(store.NoCells, match=r"epochs-1/runs: train them .*--mode llm`"):
+        store.load_cells(tmp_path / "llm" / "epochs-1", required="llm")  # a budget's folder
     assert store.load_cells(tmp_path / "quick") == []
     with pytest.raises(SystemExit) as exit_:
         compare.main(["--mode", "quick", "--report-only", "--out", str(tmp_path / "quick")])

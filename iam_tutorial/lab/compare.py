@@ -127,7 +127,7 @@ def main(argv=None):
             write_figures(budget_config(exp.run, b), results, table, folder)
         print(publish_budgets(exp.run, by_budget, out_dir))
     elif args.report_only:
-        results = load_cells(out_dir, required=True)
+        results = load_cells(out_dir, required=exp.run.mode)
         print(publish(exp.run, results, tidy(results), out_dir))
         write_figures(exp.run, results, tidy(results), out_dir)
         return
@@ -147,7 +147,7 @@ def stored_budgets(exp: Experiment, out_dir: Path) -> dict[int, list[dict]]:
     stored = {b: load_cells(budget_dir(out_dir, b)) for b in sorted(exp.budgets)}
     by_budget = {b: cells for b, cells in stored.items() if cells}
     if not by_budget:
-        load_cells(budget_dir(out_dir, min(exp.budgets)), required=True)
+        load_cells(budget_dir(out_dir, min(exp.budgets)), required=exp.run.mode)
     return by_budget
 
 

@@ -86,12 +86,13 @@ class NoCells(ConfigError):
     """A comparison folder with no stored cells; the message says how to make them."""
 
 
-def load_cells(out_dir: Path, required: bool = False) -> list[dict]:
+def load_cells(out_dir: Path, required: str | None = None) -> list[dict]:
     """Every stored cell of a comparison folder, whatever code produced it (for reading only);
-    with `required`, none is a one-line NoCells error that says how to train them."""
+    with `required` (the mode that makes them), none is a one-line NoCells error that says how
+    to train them."""
     cells = [json.loads(p.read_text()) for p in sorted((Path(out_dir) / "runs").glob("*.json"))]
     if required and not cells:
-        mode = Path(out_dir).name
+        mode = required
         raise NoCells(
             f"No cells are stored in {Path(out_dir) / 'runs'}: train them first with "
             f"`python -m iam_tutorial.lab.compare --mode {mode}` (or `make {mode}`)."
