@@ -331,3 +331,48 @@ def test_set_may_name_the_grid_as_the_scripts_do():
     args = compare.parse_args(["--mode", "llm", "--set", "seeds=[0,1]", "n_users=40"])
     exp = compare.experiment_from_args(args)
     assert exp.seeds == (0, 1) and exp.run.n_users == 40 and exp.budgets == (1, 2, 4)
+
+
+def test_t_quantiles_and_the_chi_square_table():
+    from iam_tutorial.lab.stats import CHI2_05, T80, T975, t_ppf
+
+    for df in (1, 2, 4, 9, 30):
+        assert round(t_ppf(0.975, df), 3) == T975[df - 1]
+        assert round(t_ppf(0.80, df), 3) == T80[df - 1]
+    assert round(t_ppf(0.9875, 4), 3) == 3.495  # Holm's first step over two pairs, 5 seeds
+    rng = np.random.default_rng(0)
+    for df in (2, 4, 9):  # the table's 5% quantiles, against a simulation
+        assert abs(np.quantile(rng.chisquare(df, 400_000), 0.05) / CHI2_05[df - 1] - 1) < 0.02
+
+
+def test_holm_tests_the_pairs_step_down():
+    from iam_tutorial.lab.stats import holm, test_pair
+
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(0.2, 0.4, size=(5, 400))
+    noise = rng.normal(0, 0.003, size=(5, 1))  # a seed-level difference: the t-interval's width
+    strong = ref * 1.3 + rng.normal(0, 0.01, size=ref.shape)
+    weak = next(  # the smallest change separated at 95%: not yet at 97.5%
+        ref * (1 + s) + noise
+        for s in np.linspace(0.001, 0.05, 200)
+        if test_pair(ref * (1 + s) + noise, ref)["verdict"] == "better"
+    )
+    assert test_pair(weak, ref, level=0.975)["verdict"] == "not separated"
+    both = holm({"strong": (strong, ref), "weak": (weak, ref)})  # strong first, then weak at 95%
+    assert both["strong"]["verdict"] == "better" == both["weak"]["verdict"]
+    alone = holm({"weak": (weak, ref), "none": (ref * 1.0, ref)})  # nothing passes step one
+    assert alone["weak"]["verdict"] == "not separated" == alone["none"]["verdict"]
+
+
+def test_the_seed_bound_covers_the_seed_sd():
+    from iam_tutorial.lab.stats import seed_sd_upper, variance_components
+
+    rng = np.random.default_rng(0)
+    covered, above_point = 0, 0
+    for _ in range(200):
+        ref = rng.uniform(0.2, 0.4, size=(5, 300))
+        plan = ref + rng.normal(0, 0.01, size=(5, 1)) + rng.normal(0, 0.05, size=ref.shape)
+        bound = seed_sd_upper(plan, ref)
+        covered += bound >= 0.01
+        above_point += bound >= np.sqrt(variance_components(plan, ref)["seed"])
+    assert above_point == 200 and covered >= 180  # a one-sided 95% bound: ~190 of 200

@@ -11,6 +11,8 @@ the wider test: the relative change this design would find four times in five.
 
 # Axes: seed, user, replicate
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -23,9 +25,14 @@ PAIRS = tuple(
 
 
 def bootstrap_change(
-    plan: np.ndarray, ref: np.ndarray, n_boot: int = 2000, seed: int = 0, users: str = "shared"
+    plan: np.ndarray,
+    ref: np.ndarray,
+    n_boot: int = 2000,
+    seed: int = 0,
+    users: str = "shared",
+    level: float = 0.95,
 ):
-    """Relative change mean(plan) / mean(ref) - 1 and its 95% percentile CI.
+    """Relative change mean(plan) / mean(ref) - 1 and its percentile CI (95% by `level`).
 
     Shapes: plan, ref (seed user), per-user scores paired by seed and user. `users`: "shared"
     (one draw of users per replicate, used in every drawn seed: the default), "nested" (users
@@ -48,7 +55,8 @@ def bootstrap_change(
         p = plan[seeds, drawn].mean(axis=(1, 2))
         r = ref[seeds, drawn].mean(axis=(1, 2))
         changes.append(p / r - 1)
-    low, high = np.percentile(np.concatenate(changes), [2.5, 97.5])
+    tail = 50 * (1 - level)
+    low, high = np.percentile(np.concatenate(changes), [tail, 100 - tail])
     return plan.mean() / ref.mean() - 1, low, high
 
 
@@ -67,27 +75,54 @@ def t_quantile(table: tuple, df: int) -> float:
     return table[min(df, len(table)) - 1]
 
 
-def paired_t(plan: np.ndarray, ref: np.ndarray) -> tuple[float, float, float]:
+def t_ppf(p: float, df: int) -> float:
+    """Student's t quantile at probability p (0.5 < p < 1) with df degrees of freedom: the CDF by
+    Simpson's rule on the density, inverted by bisection (for levels the tables above lack)."""
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def cdf(t: float) -> float:
+        x = np.linspace(0.0, t, 2001)
+        f = np.exp(log_c - (df + 1) / 2 * np.log1p(x * x / df))
+        return 0.5 + (t / 6000) * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
+
+    low, high = 0.0, 1e3
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if cdf(mid) < p else (low, mid)
+    return (low + high) / 2
+
+
+# chi-square 5% quantiles by degrees of freedom (1-30): a variance's one-sided 95% upper bound is
+# df x sample variance / this (more than 30 df take the value at 30: a looser bound).
+CHI2_05 = (0.00393, 0.1026, 0.3518, 0.7107, 1.1455, 1.6354, 2.1673, 2.7326, 3.3251, 3.9403,
+           4.5748, 5.2260, 5.8919, 6.5706, 7.2609, 7.9616, 8.6718, 9.3905, 10.1170, 10.8508,
+           11.5913, 12.3380, 13.0905, 13.8484, 14.6114, 15.3792, 16.1514, 16.9279, 17.7084,
+           18.4927)  # fmt: skip
+
+
+def paired_t(plan: np.ndarray, ref: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
     """The paired t-interval on per-seed means, as a relative change of the reference mean:
     (low, high, minimum detectable effect at 80% power). NaN with fewer than 2 seeds.
-    Shapes: plan, ref (seed user)."""
+    Shapes: plan, ref (seed user). `level` other than 95% takes its quantile from `t_ppf`."""
     a, b = np.asarray(plan, float).mean(1), np.asarray(ref, float).mean(1)
     n = len(a)
     if n < 2:
         return float("nan"), float("nan"), float("nan")
     d, base = a - b, b.mean()
     se = d.std(ddof=1) / np.sqrt(n) / base
-    t = t_quantile(T975, n - 1)
+    t = t_quantile(T975, n - 1) if level == 0.95 else t_ppf(0.5 + level / 2, n - 1)
     centre = d.mean() / base
     return centre - t * se, centre + t * se, (t + t_quantile(T80, n - 1)) * se
 
 
-def test_pair(plan: np.ndarray, ref: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict:
+def test_pair(
+    plan: np.ndarray, ref: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict:
     """Both tests on one pair: change, the shared-user bootstrap CI, the paired t CI, the verdict
     (both must exclude zero on the same side; one seed has no t-interval: "no verdict (1 seed)")
     and the MDE at 80% power of the wider test."""
-    change, low, high = bootstrap_change(plan, ref, n_boot, seed)
-    t_low, t_high, t_mde = paired_t(plan, ref)
+    change, low, high = bootstrap_change(plan, ref, n_boot, seed, level=level)
+    t_low, t_high, t_mde = paired_t(plan, ref, level)
     boot_mde = (Z975 + Z80) * (high - low) / (2 * Z975)  # the bootstrap SE from its CI width
     agree = verdict(low, high)
     if len(plan) < 2:  # no t-interval, so no verdict, whatever the bootstrap says
@@ -103,6 +138,33 @@ def test_pair(plan: np.ndarray, ref: np.ndarray, n_boot: int = 2000, seed: int =
         "verdict": agree,
         "mde": float(np.nanmax([boot_mde, t_mde])),
     }
+
+
+def holm(pairs: dict[str, tuple], alpha: float = 0.05, **kw) -> dict[str, dict]:
+    """Holm's step-down correction over `pairs` {name: (plan, ref)}: while pairs remain, test
+    each at level 1 - alpha / (pairs remaining); every pair both of whose intervals exclude zero
+    is decided, the rest go on to the next step; a step that decides none ends it. Returns
+    {name: test_pair at the level its last step used}."""
+    remaining, out = list(pairs), {}
+    while remaining:
+        level = 1 - alpha / len(remaining)
+        tested = {name: test_pair(*pairs[name], level=level, **kw) for name in remaining}
+        out |= tested
+        decided = [n for n in remaining if tested[n]["verdict"] in ("better", "worse")]
+        if not decided:
+            break
+        remaining = [n for n in remaining if n not in decided]
+    return out
+
+
+def seed_sd_upper(plan: np.ndarray, ref: np.ndarray) -> float:
+    """One-sided 95% upper bound of the seed component's SD (variance_components): the seed
+    means' variance bounded by its chi-square interval, less the residual's share."""
+    d = np.asarray(plan, float) - np.asarray(ref, float)
+    n_seed, n_user = d.shape
+    c = variance_components(plan, ref)
+    means = d.mean(1).var(ddof=1) * (n_seed - 1) / t_quantile(CHI2_05, n_seed - 1)
+    return float(np.sqrt(max(0.0, means - c["residual"] / n_user)))
 
 
 def verdict(low: float, high: float) -> str:
