@@ -30,7 +30,33 @@ def tables() -> dict[str, str]:
         "llm-table": budget_markdown(by_budget),
         "reference-table": to_markdown(decision_table(cells, tidy(cells), ref.n_layer)),
         "convergence-table": to_markdown(convergence(cells)),
+        "llm-seed-bound": seed_bound_markdown(by_budget),
     }
+
+
+def seed_bound_markdown(by_budget: dict[int, list[dict]], users: int = 6040) -> str:
+    """Per budget and plan vs token: the seed component's SD (point estimate and one-sided 95%
+    upper bound, stats.seed_sd_upper) and the sizing MDE of 3 seeds on all users at each."""
+    import numpy as np
+    import pandas as pd
+
+    from iam_tutorial.lab.report import to_markdown
+    from iam_tutorial.lab.stats import design_mde, per_user, seed_sd_upper, variance_components
+
+    rows = []
+    for budget, cells in sorted(by_budget.items()):
+        ref = per_user(cells, "token")
+        for plan in ("hatllm", "iam-heads"):
+            mine = per_user(cells, plan)
+            seeds = sorted(set(mine) & set(ref))
+            a, b = np.array([mine[s] for s in seeds]), np.array([ref[s] for s in seeds])
+            c, bound = variance_components(a, b), seed_sd_upper(a, b)
+            at_bound = design_mde(c | {"seed": bound**2}, 3, users)
+            rows.append({"epochs": budget, "plan": plan, "sd seed": f"{np.sqrt(c['seed']):.3f}",
+                         "sd seed, 95% bound": f"{bound:.3f}",
+                         f"MDE 3 seeds x {users} users": f"{design_mde(c, 3, users):.0%}",
+                         "the same at the bound": f"{at_bound:.0%}"})  # fmt: skip
+    return to_markdown(pd.DataFrame(rows).set_index("epochs"))
 
 
 def blocks(text: str) -> dict[str, str]:

@@ -29,7 +29,8 @@ def test_readme_blocks_run_as_printed(synthetic_root, tmp_path, monkeypatch):
     (tmp_path / "log.csv").write_text("user,item,timestamp,text\n" + "\n".join(rows) + "\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("IAM_DATA_DIR", str(synthetic_root))
-    small = dict(n_users=12, max_epochs=2, min_epochs=1, decay_epochs=2, n_embd=16, vocab_size=300)
+    small = dict(n_users=12, train_users=None, max_epochs=2, min_epochs=1, decay_epochs=2, n_embd=16,
+                 vocab_size=300)  # fmt: skip
     for mode, preset in list(config.PRESETS.items()):
         monkeypatch.setitem(config.PRESETS, mode, dataclasses.replace(preset, **small))
     namespace = {}
