@@ -31,7 +31,32 @@ def tables() -> dict[str, str]:
         "reference-table": to_markdown(decision_table(cells, tidy(cells), ref.n_layer)),
         "convergence-table": to_markdown(convergence(cells)),
         "llm-seed-bound": seed_bound_markdown(by_budget),
+        "llm-speed": llm_speed_markdown(),
     }
+
+
+def llm_speed_markdown() -> str:
+    """The SmolLM2 speed levers of results/benchmarks/llm_speed.json (benchmarks/llm_speed.py):
+    each one's speed and its ratio to the former code, measured in one run; for scoring, the
+    scored users' NDCG@10 and how many ranks equal the former code's (bf16 rounding moves some)."""
+    import json
+
+    r = json.loads((REPO / "results" / "benchmarks" / "llm_speed.json").read_text())
+    unit = "CPU time" if r["timed_by"] == "cpu time" else "wall clock"
+    before = r["scoring"]["before"]
+    rows = [f"| lever | speed ({r['threads']} thread, {unit}) | vs before | NDCG@10 | ranks equal |",
+            "| --- | --- | --- | --- | --- |",
+            f"| train: before (SDPA, a boolean mask built in every layer), 8 windows a step "
+            f"| {r['before_tokens_per_s']:,.0f} tokens/s | 1.00x | | |",
+            f"| score: before (autograd on, SDPA, a boolean mask per layer) "
+            f"| {r['before_users_per_s']:.2f} users/s | 1.00x | {before['valid_ndcg_at_10']:.4f} | |"]  # fmt: skip
+    for x in r["levers"]:
+        speed = (f"{x['tokens_per_s']:,.0f} tokens/s" if "tokens_per_s" in x
+                 else f"{x['users_per_s']:.2f} users/s")  # fmt: skip
+        ndcg = f"{x['valid_ndcg_at_10']:.4f}" if "valid_ndcg_at_10" in x else ""
+        rows.append(f"| {x['lever']} | {speed} | **{x['ratio']:.2f}x** | {ndcg} | "
+                    f"{x.get('ranks_equal', '')} |")  # fmt: skip
+    return "\n".join(rows)
 
 
 def seed_bound_markdown(by_budget: dict[int, list[dict]], users: int = 6040) -> str:
