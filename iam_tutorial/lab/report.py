@@ -13,7 +13,15 @@ from pathlib import Path
 import pandas as pd
 
 from iam_tutorial.config import Config
-from iam_tutorial.lab.stats import PAIRS, compare_cells, convergence, pair_tests, sizing, verdicts
+from iam_tutorial.lab.stats import (
+    PAIRS,
+    TEST_COLUMNS,
+    compare_cells,
+    convergence,
+    pair_tests,
+    sizing,
+    verdicts,
+)
 from iam_tutorial.lab.store import text_plan, tidy
 from iam_tutorial.metrics import protocol
 from iam_tutorial.plans import PLANS, describe, layer_plan
@@ -197,22 +205,7 @@ def budget_table(by_budget: dict[int, list[dict]], ref: str = "token") -> pd.Dat
                     "NDCG@10": summary.loc[cell, "NDCG@10"],
                     "HR@10": summary.loc[cell, "HR@10"],
                     "seeds": summary.loc[cell, "seeds"],
-                    **(
-                        {
-                            k: c[k]
-                            for k in (
-                                "change",
-                                "ci_low",
-                                "ci_high",
-                                "t_low",
-                                "t_high",
-                                "verdict",
-                                "mde",
-                            )
-                        }
-                        if c
-                        else {}
-                    ),
+                    **({k: c[k] for k in TEST_COLUMNS} if c else {}),
                 }
             )
     return pd.DataFrame(rows)

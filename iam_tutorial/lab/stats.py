@@ -115,6 +115,10 @@ def paired_t(plan: np.ndarray, ref: np.ndarray, level: float = 0.95) -> tuple[fl
     return centre - t * se, centre + t * se, (t + t_quantile(T80, n - 1)) * se
 
 
+# What test_pair returns, in the order tables show it.
+TEST_COLUMNS = ("change", "ci_low", "ci_high", "t_low", "t_high", "verdict", "mde")
+
+
 def test_pair(
     plan: np.ndarray, ref: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> dict:
@@ -203,19 +207,7 @@ def pair_tests(results: list[dict], pairs=PAIRS, **kw) -> pd.DataFrame:
                 rows.append(compare_cells(results, plan + suffix, ref + suffix, **kw))
     for cell in sorted(c for c in cells if c.endswith("+id") and c.removesuffix("+id") in cells):
         rows.append(compare_cells(results, cell, cell.removesuffix("+id"), **kw))
-    columns = [
-        "plan",
-        "vs",
-        "seeds",
-        "change",
-        "ci_low",
-        "ci_high",
-        "t_low",
-        "t_high",
-        "verdict",
-        "mde",
-    ]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=["plan", "vs", "seeds", *TEST_COLUMNS])
 
 
 def verdicts(results: list[dict], pairs=PAIRS, **kw) -> pd.DataFrame:
