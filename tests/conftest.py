@@ -25,6 +25,14 @@ def synthetic_root(tmp_path_factory):
     return make_synthetic_ml1m(tmp_path_factory.mktemp("synthetic"))
 
 
+@pytest.fixture
+def synthetic_env(monkeypatch, synthetic_root, tmp_path):
+    """The synthetic data as IAM_DATA_DIR, results in a temporary folder (returned)."""
+    monkeypatch.setenv("IAM_DATA_DIR", str(synthetic_root))
+    monkeypatch.setenv("IAM_RESULTS_DIR", str(tmp_path / "results"))
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def ml1m_root():
     """The real data folder ($IAM_DATA_DIR); tests that need it skip when it is absent."""

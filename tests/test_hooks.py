@@ -15,13 +15,6 @@ TINY = dict(n_users=12, n_layer=2, n_head=2, n_embd=16, max_items=6, max_tokens=
             batch_size=4, max_epochs=2, eval_batch_size=5)  # fmt: skip
 
 
-@pytest.fixture
-def synthetic_env(monkeypatch, synthetic_root, tmp_path):
-    monkeypatch.setenv("IAM_DATA_DIR", str(synthetic_root))
-    monkeypatch.setenv("IAM_RESULTS_DIR", str(tmp_path / "results"))
-    return tmp_path
-
-
 def test_an_interrupted_run_resumes_bit_for_bit(synthetic_env, monkeypatch):
     """Killed after epoch 1, a run restarted on its checkpoint ends exactly as an unbroken one."""
     cfg = get_config("quick", plan="iam", **{**TINY, "max_epochs": 3, "min_epochs": 3})

@@ -16,13 +16,6 @@ TINY = dict(n_users=12, n_layer=2, n_head=2, n_embd=16, max_items=6, max_tokens=
             batch_size=4, max_epochs=2, eval_batch_size=5)  # fmt: skip
 
 
-@pytest.fixture
-def synthetic_env(monkeypatch, synthetic_root, tmp_path):
-    monkeypatch.setenv("IAM_DATA_DIR", str(synthetic_root))
-    monkeypatch.setenv("IAM_RESULTS_DIR", str(tmp_path / "results"))
-    return tmp_path
-
-
 @pytest.mark.parametrize("plan", ALL_PLANS)
 def test_every_plan_trains_and_reports(synthetic_env, plan):
     results = run(get_config("quick", plan=plan, **TINY), progress=False)
