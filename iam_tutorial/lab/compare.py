@@ -17,6 +17,7 @@ import pandas as pd
 
 from iam_tutorial.cli import add_config_args, config_from_args, fail, guarded, parse_value
 from iam_tutorial.config import PRESETS, config_diff
+from iam_tutorial.lab import decide
 from iam_tutorial.lab.experiments import EXPERIMENTS, Experiment
 from iam_tutorial.lab.hooks import budget_config
 from iam_tutorial.lab.report import (
@@ -126,18 +127,19 @@ def main(argv=None):
             print(publish(budget_config(exp.run, b), results, table, folder), "\n")
             write_figures(budget_config(exp.run, b), results, table, folder)
         print(publish_budgets(exp.run, by_budget, out_dir))
-    elif args.report_only:
-        results = load_cells(out_dir, required=exp.run.mode)
-        print(publish(exp.run, results, tidy(results), out_dir))
-        write_figures(exp.run, results, tidy(results), out_dir)
-        return
     else:
-        table, results = run_experiment(
-            exp, out_dir, args.redo, parallel=args.parallel, with_results=True
-        )
-        print(publish(exp.run, results, table, out_dir))
-        show_beside_reference(exp, table)
-        write_figures(exp.run, results, table, out_dir)
+        if args.report_only:
+            results = load_cells(out_dir, required=exp.run.mode)
+        else:
+            ran = run_experiment(exp, out_dir, args.redo, parallel=args.parallel, with_results=True)
+            results = ran[1]
+        if exp.run.mode == "every-user":  # a planned comparison: its plan's decision (decide.py)
+            print(decide.publish(results, out_dir))
+        else:
+            table = tidy(results)
+            print(publish(exp.run, results, table, out_dir))
+            show_beside_reference(exp, table)
+            write_figures(exp.run, results, table, out_dir)
     print(f"wall: {time.perf_counter() - start:.0f} s")
 
 

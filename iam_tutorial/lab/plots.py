@@ -47,9 +47,11 @@ def plot_comparison(
     return fig
 
 
-def plot_forest(tests, title: str = ""):
+def plot_forest(tests, title: str = "", level: str = "95% "):
     """The decision figure: per pair (stats.pair_tests rows), the relative NDCG@10 change with its
-    bootstrap CI (thick) and paired t-interval (thin), coloured by verdict, and the zero line."""
+    bootstrap CI (thick) and paired t-interval (thin), coloured by verdict, and the zero line. A
+    `label` column names the rows (else "plan vs ref"); `level` names the intervals' level in the
+    legend ("" where rows differ, their labels saying it)."""
     colours = {"better": "C2", "worse": "C3", "not separated": "0.35"}
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(tests) + 1.2))
     for y, row in enumerate(tests.itertuples()):
@@ -58,14 +60,17 @@ def plot_forest(tests, title: str = ""):
         ax.plot([100 * row.ci_low, 100 * row.ci_high], [y, y], color=c, lw=4, alpha=0.6)
         ax.plot(100 * row.change, y, "o", color=c)
     ax.axvline(0, color="k", lw=0.8)
-    ax.set_yticks(range(len(tests)), [f"{r.plan} vs {r.vs}" for r in tests.itertuples()])
+    labels = (
+        tests["label"] if "label" in tests else [f"{r.plan} vs {r.vs}" for r in tests.itertuples()]
+    )
+    ax.set_yticks(range(len(tests)), list(labels))
     ax.invert_yaxis()
     ax.set(xlabel="relative change of test NDCG@10 (%)", title=title)
     shown = colours | {v: "0.7" for v in tests.verdict if v not in colours}
     handles = [Line2D([], [], color=c, marker="o", label=v) for v, c in shown.items()]
     handles += [
-        Line2D([], [], color="0.35", lw=4, alpha=0.6, label="bootstrap 95% CI"),
-        Line2D([], [], color="0.35", lw=1, label="paired t 95% CI"),
+        Line2D([], [], color="0.35", lw=4, alpha=0.6, label=f"bootstrap {level}CI"),
+        Line2D([], [], color="0.35", lw=1, label=f"paired t {level}CI"),
     ]
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()

@@ -148,11 +148,11 @@ def holm(pairs: dict[str, tuple], alpha: float = 0.05, **kw) -> dict[str, dict]:
     """Holm's step-down correction over `pairs` {name: (plan, ref)}: while pairs remain, test
     each at level 1 - alpha / (pairs remaining); every pair both of whose intervals exclude zero
     is decided, the rest go on to the next step; a step that decides none ends it. Returns
-    {name: test_pair at the level its last step used}."""
+    {name: test_pair at the level its last step used, with that `level`}."""
     remaining, out = list(pairs), {}
     while remaining:
         level = 1 - alpha / len(remaining)
-        tested = {name: test_pair(*pairs[name], level=level, **kw) for name in remaining}
+        tested = {n: test_pair(*pairs[n], level=level, **kw) | {"level": level} for n in remaining}
         out |= tested
         decided = [n for n in remaining if tested[n]["verdict"] in ("better", "worse")]
         if not decided:

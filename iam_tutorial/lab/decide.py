@@ -1,0 +1,266 @@
+"""A planned comparison's decision (results/every-user/PLAN.md), from the stored per-user ranks.
+
+The plan names its primary metric (test NDCG@10, seen items excluded), its primary pairs and the
+correction over them (Holm, stats.holm: a pair is decided only when both its intervals exclude
+zero at the step's level). Beside the verdicts, what the plan promises to report: each pair's
+variance components with the seed component's 95% upper bound, the minimum detectable effect
+(MDE, 80% power) both ways, HR@10, trained and unseen users apart, and the baselines (`token` vs
+SASRec trained on the same users: what the text prior buys). Secondary rows are described, not
+decided: their intervals are at 95% with no correction.
+"""
+
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from iam_tutorial.lab.stats import (
+    design_mde,
+    holm,
+    percent,
+    seed_sd_upper,
+    test_pair,
+    variance_components,
+)
+from iam_tutorial.metrics import ndcg_at, protocol
+
+PRIMARY = (("hatllm", "token"), ("iam-heads", "token"))
+BASELINES = (("token", "sasrec"), ("token", "popularity"), ("sasrec", "popularity"))
+CELLS = ("popularity", "sasrec", "token", "hatllm", "iam-heads")
+
+
+def per_user(ranks, metric: str) -> np.ndarray:
+    """Per-user NDCG@10 or HR@10 from 0-based target ranks."""
+    if metric == "NDCG@10":
+        return ndcg_at(ranks, 10).numpy()
+    if metric == "HR@10":
+        return (np.asarray(ranks) < 10).astype(float)
+    raise ValueError(f"metric {metric!r}: choose NDCG@10 or HR@10.")
+
+
+def user_groups(results: list[dict]) -> dict[str, slice]:
+    """All users, the trained ones (users 1..train_users: the first rows of every stored rank
+    list, which follows user ids) and the rest, unseen in training."""
+    n_users = len(results[0]["ranks"]["test"]["seen_excluded"])
+    trained = results[0]["config"]["train_users"] or n_users
+    return {
+        f"all {n_users:,}": slice(None),
+        f"trained 1..{trained:,}": slice(0, trained),
+        f"unseen {trained + 1:,}..{n_users:,}": slice(trained, None),
+    }
+
+
+def scores(results: list[dict], cell: str, metric="NDCG@10", users=slice(None)) -> dict:
+    """{seed: per-user metric} of one cell's test ranks (seen items excluded), users `users`."""
+    return {
+        r["seed"]: per_user(r["ranks"]["test"]["seen_excluded"], metric)[users]
+        for r in results
+        if r["cell"] == cell
+    }
+
+
+def paired(results, plan, ref, metric="NDCG@10", users=slice(None)):
+    """The two cells' per-user scores over the seeds both have: arrays (seed user), or None."""
+    a, b = scores(results, plan, metric, users), scores(results, ref, metric, users)
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    return np.stack([a[s] for s in seeds]), np.stack([b[s] for s in seeds])
+
+
+def primary(results: list[dict]) -> pd.DataFrame:
+    """The primary pairs after Holm's correction: change, both intervals at the level of the
+    pair's last step, the verdict. A pair with fewer than 2 shared seeds is not tested."""
+    pairs = {f"{p} vs {r}": paired(results, p, r) for p, r in PRIMARY}
+    ready = {name: pair for name, pair in pairs.items() if pair is not None}
+    tested = holm(ready) if len(ready) == len(PRIMARY) else {}
+    rows = []
+    for name, pair in pairs.items():
+        if name not in tested:
+            rows.append({"pair": name, "seeds": 0 if pair is None else len(pair[0])})
+            continue
+        t = tested[name]
+        rows.append({"pair": name, "seeds": len(pair[0]), **t})
+    return pd.DataFrame(rows)
+
+
+def described(results: list[dict]) -> pd.DataFrame:
+    """Every secondary comparison at 95% with no correction: the primary pairs on HR@10 and on
+    the trained and unseen users apart, and the baselines (all users, both metrics)."""
+    groups = list(user_groups(results).items())
+    rows = []
+    for metric in ("NDCG@10", "HR@10"):
+        for plan, ref in (*PRIMARY, *BASELINES):
+            for label, users in groups:
+                primary_row = (
+                    (plan, ref) in PRIMARY and metric == "NDCG@10" and label == groups[0][0]
+                )
+                pair = None if primary_row else paired(results, plan, ref, metric, users)
+                if pair is not None:
+                    t = test_pair(*pair)
+                    rows.append({"pair": f"{plan} vs {ref}", "metric": metric, "users": label,
+                                 "seeds": len(pair[0]), **t})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def noise(results: list[dict]) -> pd.DataFrame:
+    """Per primary pair and `token` vs SASRec, test NDCG@10 on all users: the SDs of the variance
+    components (stats.variance_components) with the seed SD's one-sided 95% upper bound, and the
+    MDE at 80% power two ways: from the components at this design (also with the seed SD at its
+    bound) and from the width of the bootstrap/t rule (the one verdicts use)."""
+    rows = []
+    for plan, ref in (*PRIMARY, BASELINES[0]):
+        pair = paired(results, plan, ref)
+        if pair is None:
+            continue
+        c = variance_components(*pair)
+        seeds, users = pair[0].shape
+        bound = seed_sd_upper(*pair)
+        rows.append(
+            {
+                "pair": f"{plan} vs {ref}",
+                "seeds": seeds,
+                "users": users,
+                "sd seed": math.sqrt(c["seed"]),
+                "sd seed, 95% bound": bound,
+                "sd user": math.sqrt(c["user"]),
+                "sd residual": math.sqrt(c["residual"]),
+                "MDE components": design_mde(c, seeds, users),
+                "MDE components, seed at bound": design_mde(c | {"seed": bound**2}, seeds, users),
+                "MDE bootstrap/t": test_pair(*pair)["mde"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def cells(results: list[dict]) -> pd.DataFrame:
+    """Per cell: test NDCG@10 mean ± SD over seeds on all, trained and unseen users, HR@10 on all,
+    seeds, epochs, and training time (mean over seeds)."""
+    groups = user_groups(results)
+    rows = []
+    for cell in (c for c in CELLS if any(r["cell"] == c for r in results)):
+        mine = [r for r in results if r["cell"] == cell]
+        row = {"cell": cell}
+        for label, users in groups.items():
+            row[f"NDCG@10 {label.split()[0]}"] = spread(scores(results, cell, users=users))
+        row["HR@10"] = spread(scores(results, cell, "HR@10"))
+        row["seeds"] = len(mine)
+        row["epochs"] = "/".join(sorted({str(r.get("epochs", 0)) for r in mine}))
+        row["train min"] = f"{np.mean([r['train_seconds'] for r in mine]) / 60:.1f}"
+        row["cell min"] = f"{np.mean([r['wall_seconds'] for r in mine]) / 60:.1f}"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("cell")
+
+
+def spread(by_seed: dict) -> str:
+    """'0.0676 ± 0.0011' over seeds of the per-seed means ('0.0676' for one seed)."""
+    means = np.array([v.mean() for v in by_seed.values()])
+    return f"{means.mean():.4f}" + (f" ± {means.std(ddof=1):.4f}" if len(means) > 1 else "")
+
+
+def change(row) -> str:
+    """'+5.5% [boot -2.1%, +13.0%; t -1.0%, +12.0%]': a change with both intervals."""
+    p = lambda x: percent(x, "+")  # noqa: E731
+    return (f"{p(row['change'])} [boot {p(row['ci_low'])}, {p(row['ci_high'])}; "
+            f"t {p(row['t_low'])}, {p(row['t_high'])}]")  # fmt: skip
+
+
+def hardware(results: list[dict]) -> str:
+    """Where and how long: the CPUs and threads the cells ran on, and the hours they took."""
+    where = sorted({f"{r['device']} ({r['threads']} threads)" for r in results})
+    hours = sum(r["wall_seconds"] for r in results) / 3600
+    train = sum(r["train_seconds"] for r in results) / 3600
+    return f"{'; '.join(where)}: {len(results)} cells, {hours:.1f} h ({train:.1f} h training)"
+
+
+def protocol_line(results: list[dict]) -> str:
+    """The protocol of every number in the report: split, ranking, users, catalog, seeds, and
+    what trained (SASRec's epochs are its own: early stopping on validation)."""
+    first = results[0]
+    llm = [r["config"]["max_epochs"] for r in results if r["config"]["backbone"] != "scratch"]
+    trained = f"users 1..{first['config']['train_users']:,}"
+    budget = f"LLM {max(llm)} epoch, SASRec to its best validation epoch" if llm else "—"
+    return protocol(
+        "test",
+        users=f"all {len(first['ranks']['test']['seen_excluded']):,}",
+        catalog=f"all {first['data']['items']:,} items",
+        trained_on=trained,
+        budget=budget,
+        seeds=", ".join(map(str, sorted({r["seed"] for r in results}))),
+    )
+
+
+def report(results: list[dict]) -> str:
+    """The printed decision: protocol, cells, the primary verdicts, the noise, the secondaries."""
+    out = textwrap.wrap(protocol_line(results), 100)
+    out += ["", "cells (mean ± SD over seeds of each seed's mean over users):"]
+    out += [cells(results).to_string(), ""]
+    head = primary(results)
+    out += textwrap.wrap(
+        "PRIMARY: relative change of test NDCG@10 vs token, Holm over the two "
+        "pairs; intervals at the level of each pair's last Holm step:",
+        100,
+    )
+    for row in head.to_dict("records"):
+        if "verdict" not in row:
+            out.append(f"  {row['pair']}: not tested yet ({row['seeds']} shared seeds; needs 2)")
+            continue
+        out.append(f"  {row['pair']} ({row['seeds']} seeds, {row['level']:.1%}): "
+                   f"{change(row)} -> {row['verdict']}")  # fmt: skip
+    table = noise(results)
+    if len(table):
+        shown = table.copy()
+        for col in [c for c in shown if c.startswith("sd")]:
+            shown[col] = shown[col].map(lambda x: f"{x:.4f}")
+        for col in [c for c in shown if c.startswith("MDE")]:
+            shown[col] = shown[col].map(percent)
+        out += [
+            "",
+            *textwrap.wrap(
+                "noise: SDs of the per-user difference's variance components (NDCG@10), the seed "
+                "SD's one-sided 95% upper bound, MDE at 80% power (relative to the reference's "
+                "mean); verdicts use the bootstrap/t rule:",
+                100,
+            ),
+            shown.to_string(index=False),
+        ]
+    rest = described(results)
+    if len(rest):
+        rest["change [intervals]"] = [change(r) for r in rest.to_dict("records")]
+        side = {"better": "above 0", "worse": "below 0"}
+        rest["both intervals"] = rest.verdict.map(lambda v: side.get(v, "straddle 0"))
+        out += ["", "SECONDARY, described, not decided (95%, no correction):",
+                rest[["pair", "metric", "users", "seeds", "change [intervals]",
+                      "both intervals"]].to_string(index=False)]  # fmt: skip
+    out += ["", "hardware: " + hardware(results)]
+    return "\n".join(out)
+
+
+def publish(results: list[dict], out_dir: Path) -> str:
+    """Write <out>/report.txt and <out>/forest.png; return the report."""
+    from iam_tutorial.lab.plots import plot_forest
+    from iam_tutorial.viz import save_fig
+
+    text = report(results)
+    Path(out_dir, "report.txt").write_text(text + "\n")
+    tested = forest_rows(results)
+    if len(tested):
+        fig = plot_forest(tested, "every user: change of test NDCG@10", level="")
+        print("figure:", save_fig(fig, "forest", folder=out_dir))
+    return text
+
+
+def forest_rows(results: list[dict]) -> pd.DataFrame:
+    """The forest plot's rows (test NDCG@10): the primary pairs at their Holm level, coloured by
+    verdict; then, grey (described, not decided), the baselines and the primary pairs on trained
+    and unseen users at 95%."""
+    head = primary(results)
+    rows = [r | {"label": f"{r['pair']}, all ({r['level']:.1%}, Holm)"}
+            for r in head.to_dict("records") if isinstance(r.get("verdict"), str)]  # fmt: skip
+    rest = described(results)
+    for r in rest[rest.metric == "NDCG@10"].to_dict("records") if len(rest) else []:
+        label = f"{r['pair']}, {r['users'].split()[0]} (95%)"
+        rows.append(r | {"verdict": "described (95%, uncorrected)", "label": label})
+    return pd.DataFrame(rows)
