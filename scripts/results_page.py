@@ -15,7 +15,8 @@ PAGE = REPO / "results" / "README.md"
 
 
 def tables() -> dict[str, str]:
-    """{marker: markdown table} from results/llm/ and results/reference/."""
+    """{marker: markdown table} from the committed results folders."""
+    from iam_tutorial.lab import decide
     from iam_tutorial.lab.experiments import EXPERIMENTS
     from iam_tutorial.lab.report import budget_markdown, decision_table, to_markdown
     from iam_tutorial.lab.stats import convergence
@@ -32,6 +33,7 @@ def tables() -> dict[str, str]:
         "convergence-table": to_markdown(convergence(cells)),
         "llm-seed-bound": seed_bound_markdown(by_budget),
         "llm-speed": llm_speed_markdown(),
+        "every-user-table": decide.markdown(load_cells(REPO / "results" / "every-user")),
     }
 
 

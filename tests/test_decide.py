@@ -94,3 +94,13 @@ def test_the_report_states_the_protocol_the_secondaries_and_the_hours():
     rows = decide.forest_rows(results)
     assert rows.label.iloc[0] == "hatllm vs token, all (97.5%, Holm)"
     assert set(rows.verdict.iloc[2:]) == {"described (95%, uncorrected)"}
+
+
+def test_the_results_page_table_has_a_row_per_cell_and_says_what_is_missing():
+    results = simulated({"popularity": 3.0, "sasrec": 1.0, "token": 1.0, "hatllm": 0.5})
+    rows = decide.markdown(results).splitlines()
+    assert len(rows) == 2 + len(decide.CELLS)
+    assert rows[-1].startswith("| iam-heads | not run yet |") and rows[-1].count("|") == 11
+    token, hatllm = rows[4], rows[5]
+    assert "vs token" not in token and "boot" in token  # token: only its change vs SASRec
+    assert "**better**" not in hatllm  # Holm waits for both primary pairs: no verdict yet

@@ -147,7 +147,7 @@ def cells(results: list[dict]) -> pd.DataFrame:
             row[f"NDCG@10 {label.split()[0]}"] = spread(scores(results, cell, users=users))
         row["HR@10"] = spread(scores(results, cell, "HR@10"))
         row["seeds"] = len(mine)
-        row["epochs"] = "/".join(sorted({str(r.get("epochs", 0)) for r in mine}))
+        row["epochs run"] = "/".join(sorted({str(r.get("epochs", 0)) for r in mine}))
         row["train min"] = f"{np.mean([r['train_seconds'] for r in mine]) / 60:.1f}"
         row["cell min"] = f"{np.mean([r['wall_seconds'] for r in mine]) / 60:.1f}"
         rows.append(row)
@@ -155,9 +155,11 @@ def cells(results: list[dict]) -> pd.DataFrame:
 
 
 def spread(by_seed: dict) -> str:
-    """'0.0676 ± 0.0011' over seeds of the per-seed means ('0.0676' for one seed)."""
+    """'0.0676 ± 0.0011' over seeds of the per-seed means ('0.0676' for one seed, or where every
+    seed gives the same: popularity)."""
     means = np.array([v.mean() for v in by_seed.values()])
-    return f"{means.mean():.4f}" + (f" ± {means.std(ddof=1):.4f}" if len(means) > 1 else "")
+    sd = means.std(ddof=1) if len(means) > 1 else 0.0
+    return f"{means.mean():.4f}" + (f" ± {sd:.4f}" if sd > 0 else "")
 
 
 def change(row) -> str:
@@ -264,3 +266,35 @@ def forest_rows(results: list[dict]) -> pd.DataFrame:
         label = f"{r['pair']}, {r['users'].split()[0]} (95%)"
         rows.append(r | {"verdict": "described (95%, uncorrected)", "label": label})
     return pd.DataFrame(rows)
+
+
+def markdown(results: list[dict]) -> str:
+    """The results page's table (scripts/results_page.py): per cell, test NDCG@10 on all, trained
+    and unseen users and HR@10 (mean ± SD over seeds); for the item-aware plans the change vs
+    `token` with both intervals, its Holm level and verdict, the MDE of the bootstrap/t rule and
+    the seed SD's 95% bound; for every LLM cell the change vs SASRec (95%, described); '—' where
+    a cell or a pair is not in yet."""
+    table = cells(results)
+    head = primary(results).set_index("pair")
+    bounds = noise(results)
+    bounds = bounds.set_index("pair") if len(bounds) else bounds
+    rows = ["| cell | NDCG@10, all | trained | unseen | HR@10 | vs token (Holm) | MDE | "
+            "seed SD, 95% bound | vs SASRec (95%) | seeds |", "|" + " --- |" * 10]  # fmt: skip
+    for cell in CELLS:
+        if cell not in table.index:
+            rows.append(f"| {cell} | not run yet |" + " |" * 7 + " 0 |")
+            continue
+        row, pair = table.loc[cell], f"{cell} vs token"
+        vs, mde, bound, sasrec = "—", "—", "—", "—"
+        if pair in head.index and isinstance(head.loc[pair].get("verdict"), str):
+            t = head.loc[pair]
+            vs = f"{change(t)} at {t['level']:.1%}: **{t['verdict']}**"
+        if pair in bounds.index:
+            mde = percent(bounds.loc[pair, "MDE bootstrap/t"])
+            bound = f"{bounds.loc[pair, 'sd seed, 95% bound']:.4f}"
+        if cell not in ("popularity", "sasrec") and (both := paired(results, cell, "sasrec")):
+            sasrec = change(test_pair(*both))
+        ndcg = [row[c] for c in table.columns if c.startswith("NDCG@10")]
+        rows.append(f"| {cell} | {' | '.join(ndcg)} | {row['HR@10']} | {vs} | {mde} | {bound} | "
+                    f"{sasrec} | {row['seeds']} |")  # fmt: skip
+    return "\n".join(rows)
