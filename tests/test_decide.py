@@ -78,6 +78,9 @@ def test_noise_bounds_the_seed_sd_and_gives_the_mde_both_ways():
     assert (table["sd seed, 95% bound"] >= table["sd seed"]).all()
     assert (table["MDE components, seed at bound"] >= table["MDE components"]).all()
     assert (table[["MDE components", "MDE bootstrap/t"]] > 0).all().all()
+    c = {"seed": 0.0, "user": 0.0, "residual": 1.0, "base": 1.0}
+    assert decide.seeds_for(c, 100) == str(round(2.8**2 / 100 / 0.1**2 + 0.5))  # (z+z)^2 r/(n d^2)
+    assert decide.seeds_for(c | {"user": 1.0}, 100).startswith("none (users alone: 28%)")
 
 
 def test_the_report_states_the_protocol_the_secondaries_and_the_hours():

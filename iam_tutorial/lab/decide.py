@@ -130,9 +130,21 @@ def noise(results: list[dict]) -> pd.DataFrame:
                 "MDE components": design_mde(c, seeds, users),
                 "MDE components, seed at bound": design_mde(c | {"seed": bound**2}, seeds, users),
                 "MDE bootstrap/t": test_pair(*pair)["mde"],
+                "seeds for 10%": seeds_for(c, users),
+                "seeds for 10%, seed at bound": seeds_for(c | {"seed": bound**2}, users),
             }
         )
     return pd.DataFrame(rows)
+
+
+def seeds_for(components: dict, users: int, target: float = 0.10, most: int = 200) -> str:
+    """The fewest seeds on these users whose MDE (components) reaches `target`, or why none does:
+    the persistent user part alone keeps it above (more seeds cannot help), or more than `most`."""
+    cap = design_mde(components | {"seed": 0.0, "residual": 0.0}, 1, users)
+    if cap > target:
+        return f"none (users alone: {cap:.0%})"
+    need = next((s for s in range(2, most + 1) if design_mde(components, s, users) <= target), None)
+    return str(need) if need else f"> {most}"
 
 
 def cells(results: list[dict]) -> pd.DataFrame:
