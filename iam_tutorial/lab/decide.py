@@ -149,7 +149,8 @@ def seeds_for(components: dict, users: int, target: float = 0.10, most: int = 20
 
 def cells(results: list[dict]) -> pd.DataFrame:
     """Per cell: test NDCG@10 mean ± SD over seeds on all, trained and unseen users, HR@10 on all,
-    seeds, epochs, and training time (mean over seeds)."""
+    seeds, epochs run, and minutes (mean over seeds) of training and validation, and of the whole
+    cell (loading and the test included)."""
     groups = user_groups(results)
     rows = []
     for cell in (c for c in CELLS if any(r["cell"] == c for r in results)):
@@ -160,10 +161,15 @@ def cells(results: list[dict]) -> pd.DataFrame:
         row["HR@10"] = spread(scores(results, cell, "HR@10"))
         row["seeds"] = len(mine)
         row["epochs run"] = "/".join(sorted({str(r.get("epochs", 0)) for r in mine}))
-        row["train min"] = f"{np.mean([r['train_seconds'] for r in mine]) / 60:.1f}"
-        row["cell min"] = f"{np.mean([r['wall_seconds'] for r in mine]) / 60:.1f}"
+        row["train+valid min"] = minutes([r["wall_seconds"] for r in mine])
+        row["cell min"] = minutes([r.get("cell_seconds") for r in mine])
         rows.append(row)
     return pd.DataFrame(rows).set_index("cell")
+
+
+def minutes(seconds: list) -> str:
+    """Mean minutes ('—' if any is missing: cells stored before whole cells were timed)."""
+    return "—" if None in seconds else f"{np.mean(seconds) / 60:.1f}"
 
 
 def spread(by_seed: dict) -> str:
@@ -184,9 +190,10 @@ def change(row) -> str:
 def hardware(results: list[dict]) -> str:
     """Where and how long: the CPUs and threads the cells ran on, and the hours they took."""
     where = sorted({f"{r['device']} ({r['threads']} threads)" for r in results})
-    hours = sum(r["wall_seconds"] for r in results) / 3600
-    train = sum(r["train_seconds"] for r in results) / 3600
-    return f"{'; '.join(where)}: {len(results)} cells, {hours:.1f} h ({train:.1f} h training)"
+    train = sum(r["wall_seconds"] for r in results) / 3600
+    timed = [r["cell_seconds"] for r in results if "cell_seconds" in r]
+    whole = f"; {len(timed)} cells timed whole: {sum(timed) / 3600:.1f} h" if timed else ""
+    return f"{'; '.join(where)}: {len(results)} cells, {train:.1f} h training and validation{whole}"
 
 
 def protocol_line(results: list[dict]) -> str:

@@ -7,6 +7,7 @@ budgets are snapshots of that run (hooks.py).
 
 import dataclasses
 import os
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
@@ -42,6 +43,7 @@ def train_cell(
     state is checkpointed after every epoch (<out>/checkpoints/, never committed), so a cell cut
     off by a restart resumes from its last epoch. `snapshot_dirs` {epochs: folder}: the shorter
     budgets this run also gives (hooks.snapshots), each stored there as soon as it is reached."""
+    began = time.perf_counter()
     if threads:
         import torch
 
@@ -60,7 +62,10 @@ def train_cell(
     for epochs in sorted(set(dirs) - written):  # a baseline trains no epochs to snapshot
         short = budget_config(cfg, epochs)
         write_cell(short, run(short, progress=False, split=split), dirs[epochs])
-    return write_cell(cfg, results, out_dir)
+    # wall_seconds covers training and validation; a cell's whole time adds loading and the test
+    return write_cell(
+        cfg, results | {"cell_seconds": round(time.perf_counter() - began, 1)}, out_dir
+    )
 
 
 def budget_jobs(todo: list[Config], out_dir: Path, budgets, redo=False):
