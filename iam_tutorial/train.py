@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from iam_tutorial.cli import add_config_args, config_from_args, fail, guarded
 from iam_tutorial.config import Config, ConfigError
-from iam_tutorial.device import resolve_device
+from iam_tutorial.device import resolve_device, reuse_freed_memory
 from iam_tutorial.family import build_model
 from iam_tutorial.metrics import metrics_from_ranks, protocol, rank_targets
 from iam_tutorial.model import ItemGPT
@@ -240,6 +240,7 @@ def train(data: Prepared, progress: bool = True, on_epoch: Callable | None = Non
     the lab's hooks take budget snapshots and checkpoints (lab/hooks.py).
     Returns (model, results)."""
     cfg, hook = data.cfg, on_epoch or (lambda state: None)
+    reuse_freed_memory()  # an LLM's batches reuse the heap instead of fresh pages (device.py)
     state = start_run(data)
     hook(state)
     bar = progress_bar(cfg, data, progress, done=len(state.log["step"]))

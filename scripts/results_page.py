@@ -33,6 +33,7 @@ def tables() -> dict[str, str]:
         "convergence-table": to_markdown(convergence(cells)),
         "llm-seed-bound": seed_bound_markdown(by_budget),
         "llm-speed": llm_speed_markdown(),
+        "llm-memory": llm_memory_markdown(),
         "every-user-table": decide.markdown(load_cells(REPO / "results" / "every-user")),
     }
 
@@ -58,6 +59,29 @@ def llm_speed_markdown() -> str:
         ndcg = f"{x['valid_ndcg_at_10']:.4f}" if "valid_ndcg_at_10" in x else ""
         rows.append(f"| {x['lever']} | {speed} | **{x['ratio']:.2f}x** | {ndcg} | "
                     f"{x.get('ranks_equal', '')} |")  # fmt: skip
+    return "\n".join(rows)
+
+
+def llm_memory_markdown() -> str:
+    """The allocator and scoring-batch levers (benchmarks/llm_memory.py): one table per stored
+    run, each lever's scoring and training speed, its ratio to that run's first lever, the
+    kernel's share (system CPU seconds, page faults), peak memory and ranks equal to the first."""
+    import json
+
+    rows = ["| run | lever | scoring, users/s | vs first | system s | page faults | training, "
+            "tokens/s | vs first | peak GB | ranks equal |", "|" + " --- |" * 10]  # fmt: skip
+    for name in ("llm_memory.json", "llm_memory_allocators.json"):
+        r = json.loads((REPO / "results" / "benchmarks" / name).read_text())
+        first = r["levers"][0]
+        for x in r["levers"]:
+            s, t = x["scoring"], x["training"]
+            rows.append(
+                f"| [{name}](benchmarks/{name}) | {x['lever']} | {s['users_per_s']:.2f} | "
+                f"**{s['users_per_s'] / first['scoring']['users_per_s']:.2f}x** | "
+                f"{s['system_s']:.1f} | {s['page_faults']:,} | {t['tokens_per_s']:.0f} | "
+                f"{t['tokens_per_s'] / first['training']['tokens_per_s']:.2f}x | "
+                f"{x['peak_rss_gb']:.1f} | {x['ranks_equal']}/{r['users']} |"
+            )
     return "\n".join(rows)
 
 

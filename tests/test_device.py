@@ -79,3 +79,21 @@ def test_auto_bf16_on_a_cpu_only_for_a_backbone_with_native_instructions(hardwar
     monkeypatch.setattr(dev, "cpu_bf16_instructions", lambda: "amx_bf16")
     assert decide("cpu", backbone="smollm2-135m")[0] is True
     assert decide("cpu")[0] is False  # from scratch: fp32 is as fast
+
+
+def test_freed_memory_is_reused_where_glibc_allows_it():
+    import ctypes
+    import platform
+    import sys
+    from pathlib import Path
+
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert dev.reuse_freed_memory() is glibc
+    if glibc:  # a block far above glibc's 32 MB mmap ceiling now comes from the heap, not an mmap
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc.restype = ctypes.c_void_p
+        block = libc.malloc(256 * 2**20)
+        maps = Path("/proc/self/maps").read_text().splitlines()
+        libc.free(ctypes.c_void_p(block))
+        heap = [line.split()[0].split("-") for line in maps if line.endswith("[heap]")]
+        assert block and any(int(a, 16) <= block < int(b, 16) for a, b in heap)
