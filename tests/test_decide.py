@@ -50,7 +50,7 @@ def test_before_the_llm_cells_nothing_is_tested_and_the_report_says_so():
     assert list(head.pair) == ["hatllm vs token", "iam-heads vs token"]
     assert "verdict" not in head
     text = decide.report(results)
-    assert "hatllm vs token: not tested yet (0 shared seeds; needs 2)" in text
+    assert "hatllm vs token: not tested yet (0 shared seeds; Holm tests both pairs" in text
     assert "sasrec vs popularity" in text  # the baselines are described already
 
 

@@ -226,7 +226,8 @@ def report(results: list[dict]) -> str:
     )
     for row in head.to_dict("records"):
         if "verdict" not in row:
-            out.append(f"  {row['pair']}: not tested yet ({row['seeds']} shared seeds; needs 2)")
+            out.append(f"  {row['pair']}: not tested yet ({row['seeds']} shared seeds; Holm tests "
+                       "both pairs once each has 2)")  # fmt: skip
             continue
         out.append(f"  {row['pair']} ({row['seeds']} seeds, {row['level']:.1%}): "
                    f"{change(row)} -> {row['verdict']}")  # fmt: skip
