@@ -11,8 +11,9 @@ The levers, each in a process of its own (glibc reads its tunables when a proces
 - `default`: glibc as it comes;
 - `reuse`: GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=...: large blocks
   come from the heap and stay there for the next batch (the peak memory stays taken);
-- `mallopt`: the same two settings made from inside the process by the package's
-  `device.reuse_freed_memory` (what `train` does);
+- `mallopt`: what evaluation does (`device.heap_reused`): the same two settings made from inside
+  the process while scoring, then glibc's settled thresholds and the free memory returned, so
+  its training runs as glibc's default does after a long run;
 - `hugepages`: glibc.malloc.hugetlb=1: transparent huge pages, one fault per 2 MB;
 each at the preset's scoring batch (512 users) and at 64. A lever scores the first --users test
 users as evaluation does (by input length, eval_batch_size users a batch) and then trains --steps
@@ -23,6 +24,7 @@ change a number; the batch can, by bf16 rounding). Ratios are to the first lever
 """
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -32,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-ALLOCATORS = {  # GLIBC_TUNABLES of each lever; "mallopt": the package's device.reuse_freed_memory
+ALLOCATORS = {  # GLIBC_TUNABLES of each lever; "mallopt": the package's device.heap_reused
     "default": "",
     "mallopt": "",
     "reuse": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736",
@@ -68,10 +70,6 @@ def worker(args) -> dict:
     from iam_tutorial.train import make_optimizer, model_scorer, train_step
 
     torch.set_num_threads(args.threads)
-    if args.mallopt:  # what train() does: the same settings, made from inside the process
-        from iam_tutorial.device import reuse_freed_memory
-
-        assert reuse_freed_memory(), "mallopt failed"
     data = prepare(get_config("every-user", plan="token", eval_batch_size=args.batch))
     torch.manual_seed(0)
     model = build_model(data.cfg, data.serializer).eval()
@@ -80,7 +78,12 @@ def worker(args) -> dict:
     order = users[torch.argsort(lengths, stable=True)]
     scorer = model_scorer(model, data, "test", torch.device("cpu"))
     seen, targets = data.seen["test"][: args.users], data.split.test[: args.users]
-    ranks, scoring = measured(lambda: rank_targets(scorer, seen, targets, args.batch, order))
+    with contextlib.ExitStack() as scope:
+        if args.mallopt:  # what evaluation does: the heap reused while scoring, settled after
+            from iam_tutorial.device import heap_reused
+
+            assert scope.enter_context(heap_reused()), "mallopt failed"
+        ranks, scoring = measured(lambda: rank_targets(scorer, seen, targets, args.batch, order))
     model.train()
     optimizer = make_optimizer(model, data.cfg)
     constant = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)

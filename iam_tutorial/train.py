@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from iam_tutorial.cli import add_config_args, config_from_args, fail, guarded
 from iam_tutorial.config import Config, ConfigError
-from iam_tutorial.device import resolve_device, reuse_freed_memory
+from iam_tutorial.device import heap_reused, resolve_device
 from iam_tutorial.family import build_model
 from iam_tutorial.metrics import metrics_from_ranks, protocol, rank_targets
 from iam_tutorial.model import ItemGPT
@@ -88,13 +88,14 @@ def evaluate_model(model: ItemGPT, data: Prepared, split: str, device, ranks: bo
     model.eval()
     targets = getattr(data.split, split)[: len(data.seen[split])]  # valid: the trained users
     lengths = (getattr(data, split).item_index != PADDING).sum(1)
-    result = rank_targets(
-        model_scorer(model, data, split, device),
-        data.seen[split],
-        targets,
-        data.cfg.eval_batch_size,
-        torch.argsort(lengths, stable=True),
-    )
+    with heap_reused():  # each batch's tensors reuse the last one's memory (device.py)
+        result = rank_targets(
+            model_scorer(model, data, split, device),
+            data.seen[split],
+            targets,
+            data.cfg.eval_batch_size,
+            torch.argsort(lengths, stable=True),
+        )
     model.train()
     return result if ranks else {p: metrics_from_ranks(r) for p, r in result.items()}
 
@@ -240,7 +241,6 @@ def train(data: Prepared, progress: bool = True, on_epoch: Callable | None = Non
     the lab's hooks take budget snapshots and checkpoints (lab/hooks.py).
     Returns (model, results)."""
     cfg, hook = data.cfg, on_epoch or (lambda state: None)
-    reuse_freed_memory()  # an LLM's batches reuse the heap instead of fresh pages (device.py)
     state = start_run(data)
     hook(state)
     bar = progress_bar(cfg, data, progress, done=len(state.log["step"]))

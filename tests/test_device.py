@@ -81,19 +81,26 @@ def test_auto_bf16_on_a_cpu_only_for_a_backbone_with_native_instructions(hardwar
     assert decide("cpu")[0] is False  # from scratch: fp32 is as fast
 
 
-def test_freed_memory_is_reused_where_glibc_allows_it():
+def test_the_heap_is_reused_inside_the_scope_and_settles_after():
     import ctypes
     import platform
     import sys
     from pathlib import Path
 
     glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
-    assert dev.reuse_freed_memory() is glibc
-    if glibc:  # a block far above glibc's 32 MB mmap ceiling now comes from the heap, not an mmap
+
+    def in_heap(size: int) -> bool:  # whether malloc serves `size` bytes from the [heap] mapping
         libc = ctypes.CDLL("libc.so.6")
         libc.malloc.restype = ctypes.c_void_p
-        block = libc.malloc(256 * 2**20)
+        block = libc.malloc(size)
         maps = Path("/proc/self/maps").read_text().splitlines()
         libc.free(ctypes.c_void_p(block))
         heap = [line.split()[0].split("-") for line in maps if line.endswith("[heap]")]
-        assert block and any(int(a, 16) <= block < int(b, 16) for a, b in heap)
+        return bool(block) and any(int(a, 16) <= block < int(b, 16) for a, b in heap)
+
+    with dev.heap_reused() as applied:
+        assert applied is glibc
+        if glibc:  # far above glibc's 32 MB mmap ceiling, yet from the heap
+            assert in_heap(256 * 2**20)
+    if glibc:  # after: above 32 MB is an mmap of its own again, below it the heap
+        assert not in_heap(256 * 2**20) and in_heap(8 * 2**20)
