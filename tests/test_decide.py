@@ -98,6 +98,7 @@ def test_the_report_states_the_protocol_the_secondaries_and_the_hours():
     rows = decide.forest_rows(results)
     assert rows.label.iloc[0] == "hatllm vs token, all (97.5%, Holm)"
     assert set(rows.verdict.iloc[2:]) == {"described (95%, uncorrected)"}
+    assert not rows.label.str.contains("popularity").any()
 
 
 def test_the_results_page_table_has_a_row_per_cell_and_says_what_is_missing():
