@@ -138,7 +138,8 @@ def main(argv=None):
         else:
             table = tidy(results)
             print(publish(exp.run, results, table, out_dir))
-            show_beside_reference(exp, table)
+            if not args.report_only:  # a fresh QUICK run beside the committed reference
+                show_beside_reference(exp, table)
             write_figures(exp.run, results, table, out_dir)
     print(f"wall: {time.perf_counter() - start:.0f} s")
 
