@@ -36,7 +36,7 @@ def heap_reused():
     cores. Scoring inside runs 2.1x faster with identical ranks (benchmarks/llm_memory.py). On
     exit the free memory goes back to the system and glibc's thresholds are the ones it reaches
     by itself, because training gains nothing from the heap and, kept there across 124 steps of
-    varied shapes, fragments it: a cell's peak grew from 14.5 to 19 GB. Yields whether it
+    varied shapes, fragments it: a cell's peak grew from 14.1 to 18.5 GiB. Yields whether it
     applied."""
     libc = glibc()
     if libc is None:
