@@ -131,8 +131,9 @@ def main(argv=None):
         if args.report_only:
             results = load_cells(out_dir, required=exp.run.mode)
         else:
-            ran = run_experiment(exp, out_dir, args.redo, parallel=args.parallel, with_results=True)
-            results = ran[1]
+            _, results = run_experiment(
+                exp, out_dir, args.redo, parallel=args.parallel, with_results=True
+            )
         if exp.run.mode == "every-user":  # a planned comparison: its plan's decision (decide.py)
             print(decide.publish(results, out_dir))
         else:

@@ -61,12 +61,18 @@ def scores(results: list[dict], cell: str, metric="NDCG@10", users=slice(None)) 
     }
 
 
+def shared_seeds(results: list[dict], plan: str, ref: str) -> list[int]:
+    """The seeds both cells have."""
+    seeds = lambda cell: {r["seed"] for r in results if r["cell"] == cell}  # noqa: E731
+    return sorted(seeds(plan) & seeds(ref))
+
+
 def paired(results, plan, ref, metric="NDCG@10", users=slice(None)):
-    """The two cells' per-user scores over the seeds both have: arrays (seed user), or None."""
-    a, b = scores(results, plan, metric, users), scores(results, ref, metric, users)
-    seeds = sorted(set(a) & set(b))
-    if len(seeds) < 2:
+    """The two cells' per-user scores over the seeds both have: arrays (seed user), or None
+    with fewer than 2 (no paired test)."""
+    if len(seeds := shared_seeds(results, plan, ref)) < 2:
         return None
+    a, b = scores(results, plan, metric, users), scores(results, ref, metric, users)
     return np.stack([a[s] for s in seeds]), np.stack([b[s] for s in seeds])
 
 
@@ -77,12 +83,9 @@ def primary(results: list[dict]) -> pd.DataFrame:
     ready = {name: pair for name, pair in pairs.items() if pair is not None}
     tested = holm(ready) if len(ready) == len(PRIMARY) else {}
     rows = []
-    for name, pair in pairs.items():
-        if name not in tested:
-            rows.append({"pair": name, "seeds": 0 if pair is None else len(pair[0])})
-            continue
-        t = tested[name]
-        rows.append({"pair": name, "seeds": len(pair[0]), **t})
+    for (plan, ref), name in zip(PRIMARY, pairs, strict=True):
+        seeds = len(shared_seeds(results, plan, ref))
+        rows.append({"pair": name, "seeds": seeds, **tested.get(name, {})})
     return pd.DataFrame(rows)
 
 
@@ -213,19 +216,21 @@ def protocol_line(results: list[dict]) -> str:
     )
 
 
-def report(results: list[dict]) -> str:
-    """The printed decision: protocol, cells, the primary verdicts, the noise, the secondaries."""
+def report(results: list[dict], head=None, rest=None) -> str:
+    """The printed decision: protocol, cells, the primary verdicts (`head`: primary(results)),
+    the noise, the secondaries (`rest`: described(results)); each computed here if not given."""
+    head = primary(results) if head is None else head
+    rest = described(results) if rest is None else rest.copy()
     out = textwrap.wrap(protocol_line(results), 100)
     out += ["", "cells (mean ± SD over seeds of each seed's mean over users):"]
     out += [cells(results).to_string(), ""]
-    head = primary(results)
     out += textwrap.wrap(
         "PRIMARY: relative change of test NDCG@10 vs token, Holm over the two "
         "pairs; intervals at the level of each pair's last Holm step:",
         100,
     )
     for row in head.to_dict("records"):
-        if "verdict" not in row:
+        if not isinstance(row.get("verdict"), str):  # not tested yet
             out.append(f"  {row['pair']}: not tested yet ({row['seeds']} shared seeds; Holm tests "
                        "both pairs once each has 2)")  # fmt: skip
             continue
@@ -248,7 +253,6 @@ def report(results: list[dict]) -> str:
             ),
             shown.to_string(index=False),
         ]
-    rest = described(results)
     if len(rest):
         rest["change [intervals]"] = [change(r) for r in rest.to_dict("records")]
         side = {"better": "above 0", "worse": "below 0"}
@@ -265,23 +269,25 @@ def publish(results: list[dict], out_dir: Path) -> str:
     from iam_tutorial.lab.plots import plot_forest
     from iam_tutorial.viz import save_fig
 
-    text = report(results)
+    head, rest = primary(results), described(results)  # the bootstraps, once for both
+    text = report(results, head, rest)
     Path(out_dir, "report.txt").write_text(text + "\n")
-    tested = forest_rows(results)
+    tested = forest_rows(results, head, rest)
     if len(tested):
         fig = plot_forest(tested, "every user: change of test NDCG@10", level="")
         print("figure:", save_fig(fig, "forest", folder=out_dir))
     return text
 
 
-def forest_rows(results: list[dict]) -> pd.DataFrame:
+def forest_rows(results: list[dict], head=None, rest=None) -> pd.DataFrame:
     """The forest plot's rows (test NDCG@10): the primary pairs at their Holm level, coloured by
     verdict; then, grey (described, not decided), the primary pairs on trained and unseen users
-    and `token` vs SASRec, at 95% (the pairs with popularity, 2-3x apart, would hide the rest)."""
-    head = primary(results)
+    and `token` vs SASRec, at 95% (the pairs with popularity, 2-3x apart, would hide the rest).
+    `head`, `rest`: primary(results) and described(results), computed here if not given."""
+    head = primary(results) if head is None else head
+    rest = described(results) if rest is None else rest
     rows = [r | {"label": f"{r['pair']}, all ({r['level']:.1%}, Holm)"}
             for r in head.to_dict("records") if isinstance(r.get("verdict"), str)]  # fmt: skip
-    rest = described(results)
     kept = (
         rest[(rest.metric == "NDCG@10") & ~rest.pair.str.endswith("popularity")]
         if len(rest)
