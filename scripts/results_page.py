@@ -1,5 +1,6 @@
-"""Regenerate the tables of results/README.md from the committed cells: each table stands between
-`<!-- name -->` and `<!-- /name -->` markers, and only those blocks are rewritten.
+"""Regenerate the tables of results/README.md, and the answer the README and notebook 04 lead
+with, from the committed cells: each stands between `<!-- name -->` and `<!-- /name -->` markers,
+and only those blocks are rewritten.
 
     python scripts/results_page.py           # rewrite the blocks
     python scripts/results_page.py --check   # exit 1 when a block differs (tests/test_readme.py)
@@ -8,10 +9,13 @@
 import argparse
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "results" / "README.md"
+README = REPO / "README.md"
+NOTEBOOK = REPO / "notebooks" / "04_comparison.ipynb"
 
 
 def tables() -> dict[str, str]:
@@ -110,16 +114,58 @@ def seed_bound_markdown(by_budget: dict[int, list[dict]], users: int = 6040) -> 
     return to_markdown(pd.DataFrame(rows).set_index("epochs"))
 
 
+def answers() -> dict[str, str]:
+    """{marker: paragraph}: the every-user run's answer (decide.answer), wrapped at 100 columns."""
+    from iam_tutorial.lab import decide
+    from iam_tutorial.lab.store import load_cells
+
+    text = decide.answer(load_cells(REPO / "results" / "every-user"))
+    wrap = textwrap.fill(text, 100, break_on_hyphens=False, break_long_words=False)
+    return {"every-user-answer": wrap}
+
+
+def pages() -> dict[Path, dict[str, str]]:
+    """{page: {marker: block}} of every generated block."""
+    answer = answers()
+    return {PAGE: tables(), README: answer, NOTEBOOK: answer}
+
+
+def read(page: Path) -> str:
+    """A page's text: a notebook's markdown cells, one after another."""
+    if page.suffix != ".ipynb":
+        return page.read_text()
+    import nbformat
+
+    cells = nbformat.read(page, as_version=4).cells
+    return "\n\n".join(c.source for c in cells if c.cell_type == "markdown")
+
+
+def write(page: Path, new: dict[str, str]) -> None:
+    """Rewrite a page's blocks (in a notebook, the markdown cell that holds each)."""
+    if page.suffix != ".ipynb":
+        page.write_text(fill(page.read_text(), new, page))
+        return
+    import nbformat
+
+    nb = nbformat.read(page, as_version=4)
+    for name, block in new.items():
+        cell = next((c for c in nb.cells if f"<!-- {name} -->" in c.source), None)
+        if cell is None or cell.cell_type != "markdown":
+            raise SystemExit(f"error: {page} has no markdown cell with a <!-- {name} --> block")
+        cell.source = fill(cell.source, {name: block}, page)
+    nbformat.write(nb, page)
+
+
 def blocks(text: str) -> dict[str, str]:
     """{marker: block} of every marked block in `text`."""
     return dict(re.findall(r"<!-- ([\w-]+) -->\n(.*?)\n?<!-- /\1 -->", text, flags=re.S))
 
 
-def fill(text: str, new: dict[str, str]) -> str:
+def fill(text: str, new: dict[str, str], page: Path = PAGE) -> str:
     for name, table in new.items():
         pattern = rf"(<!-- {name} -->\n)(.*?\n?)(<!-- /{name} -->)"
         if not re.search(pattern, text, flags=re.S):
-            raise SystemExit(f"error: {PAGE} has no <!-- {name} --> block")
+            raise SystemExit(f"error: {page} has no <!-- {name} --> block")
         text = re.sub(pattern, lambda m, t=table: m.group(1) + t + "\n" + m.group(3), text,
                       flags=re.S)  # fmt: skip
     return text
@@ -129,15 +175,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="only compare, exit 1 on a difference")
     args = parser.parse_args()
-    text = PAGE.read_text()
-    new = fill(text, tables())
+    stale = []
+    for page, new in pages().items():
+        stored = blocks(read(page))
+        mine = [n for n, b in new.items() if stored.get(n) != b]
+        stale += [f"{page.relative_to(REPO)}: {n}" for n in mine]
+        if mine and not args.check:
+            write(page, new)
+            print(f"wrote {page.relative_to(REPO)}")
     if args.check:
-        stale = [n for n, b in blocks(new).items() if blocks(text).get(n) != b]
         print("stale:", ", ".join(stale) if stale else "none")
-        return 1 if stale else 0
-    PAGE.write_text(new)
-    print(f"wrote {PAGE.relative_to(REPO)}")
-    return 0
+    return 1 if stale and args.check else 0
 
 
 if __name__ == "__main__":

@@ -109,3 +109,22 @@ def test_the_results_page_table_has_a_row_per_cell_and_says_what_is_missing():
     token, hatllm = rows[4], rows[5]
     assert "vs token" not in token and "boot" in token  # token: only its change vs SASRec
     assert "**better**" not in hatllm  # Holm waits for both primary pairs: no verdict yet
+
+
+def test_the_answer_follows_the_verdicts_and_counts_the_cells():
+    """decide.answer, the README's and notebook 04's first paragraph, says what Holm decided,
+    the MDE of a pair it did not, the baselines, and how many LLM cells are still to come."""
+    gain = decide.answer(simulated({"token": 1.0, "hatllm": 0.5, "iam-heads": 1.0, "sasrec": 1.2,
+                                    "popularity": 3.0}))  # fmt: skip
+    assert gain.startswith("**`hatllm` is better than `token`.**")
+    assert "`hatllm` +" in gain and "at 97.5%: better" in gain
+    assert "at 95.0%: not separated" in gain and "(`iam-heads`)" in gain  # its MDE
+    assert "SASRec trained on the same users" in gain and "popularity" in gain
+    assert "`token` vs SASRec" in gain and "So far" not in gain  # 5 seeds of each: complete
+    null = decide.answer(simulated({"token": 1.0, "hatllm": 1.0, "iam-heads": 1.0}))
+    assert null.startswith("**On all 600 users, neither item-aware plan is separated")
+    assert "(`hatllm`) and" in null and "SASRec" not in null
+    early = decide.answer(simulated({"token": 1.0, "hatllm": 1.0, "iam-heads": 1.0}, seeds=[0]))
+    assert early.startswith("**Not decided yet.**") and "(1 seed)" in early
+    assert "no verdict yet" in early and "So far 3 of its 15 LLM cells are in" in early
+    assert "No LLM cell" in decide.answer(simulated({"sasrec": 1.0}))

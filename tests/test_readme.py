@@ -53,16 +53,16 @@ def results_page():
 
 
 def test_results_page_tables_are_the_stored_cells():
-    """results/README.md's tables are regenerated from the committed cells, never typed: each block
-    between its markers (the LLM over budgets, the reference, its convergence) equals what
-    `lab.report` makes of results/llm/ and results/reference/."""
+    """results/README.md's tables, and the answer the README and notebook 04 lead with, are
+    regenerated from the committed cells, never typed: each block between its markers (the LLM
+    over budgets, the reference, its convergence, the every-user run...) equals what `lab.report`
+    and `lab.decide` make of the results folders."""
     page = results_page()
-    stored = page.blocks(page.PAGE.read_text())
-    for name, table in page.tables().items():
-        assert name in stored, f"results/README.md lost its <!-- {name} --> markers"
-        assert stored[name] == table, (
-            f"results/README.md's {name} is stale: run python scripts/results_page.py"
-        )
+    for path, new in page.pages().items():
+        stored, where = page.blocks(page.read(path)), path.relative_to(REPO_ROOT)
+        for name, block in new.items():
+            assert name in stored, f"{where} lost its <!-- {name} --> markers"
+            assert stored[name] == block, f"{where}'s {name} is stale: run scripts/results_page.py"
 
 
 def test_readme_first_screen():

@@ -329,3 +329,86 @@ def markdown(results: list[dict]) -> str:
         rows.append(f"| {cell} | {' | '.join(ndcg)} | {row['HR@10']} | {vs} | {mde} | {bound} | "
                     f"{sasrec} | {row['seeds']} |")  # fmt: skip
     return "\n".join(rows)
+
+
+def answer(results: list[dict], planned_seeds: int = 5) -> str:
+    """The answer in a few sentences of Markdown (the README's and notebook 04's, written by
+    scripts/results_page.py): the verdicts after Holm, or why there is none and what the run can
+    detect; every cell's mean ± SD; SASRec and popularity beside them; how many cells are in."""
+    table, head = cells(results), primary(results).set_index("pair")
+    llm = [c for c in CELLS if c not in ("popularity", "sasrec")]
+    seeds = {c: sum(r["cell"] == c for r in results) for c in CELLS}
+    first = next((r for r in results if r["cell"] in llm), None)
+    if first is None:
+        return "**Not decided yet.** No LLM cell of the run is in (`make every-user` starts it)."
+    n_users, items = len(first["ranks"]["test"]["seen_excluded"]), first["data"]["items"]
+    epochs = first["config"]["max_epochs"]
+
+    def mean(c):
+        few = f" ({seeds[c]} seed{'s' * (seeds[c] > 1)})" if seeds[c] < planned_seeds else ""
+        return f"`{c}` {table.loc[c, 'NDCG@10 all']}{few}"
+
+    tested = {p: head.loc[p] for p in head.index if isinstance(head.loc[p].get("verdict"), str)}
+    decided = {p: t["verdict"] for p, t in tested.items() if t["verdict"] in ("better", "worse")}
+    if len(tested) < len(PRIMARY):
+        lead = "**Not decided yet.**"
+    elif not decided:
+        lead = f"**On all {n_users:,} users, neither item-aware plan is separated from `token`.**"
+    else:
+        lead = " ".join(
+            f"**`{p.split(' vs ')[0]}` is {v} than `token`.**" for p, v in decided.items()
+        )
+    out = [
+        lead,
+        f"SmolLM2-135M fine-tuned for {epochs} epoch{'s' * (epochs > 1)} on users "
+        f"1..{first['config']['train_users']:,} and tested on all {n_users:,} users against the "
+        f"benchmark's {items:,} items (test split, seen items excluded, pessimistic ties). "
+        f"Test NDCG@10, mean ± SD over seeds: "
+        + ", ".join(mean(c) for c in llm if c in table.index)
+        + "".join(
+            f"; {name} {table.loc[c, 'NDCG@10 all']}"
+            for c, name in (
+                ("sasrec", "SASRec trained on the same users"),
+                ("popularity", "popularity"),
+            )
+            if c in table.index
+        )
+        + ".",
+    ]
+    if tested:
+        out.append(
+            "Against `token`, after Holm's correction over the two primary pairs: "
+            + "; ".join(
+                f"`{p.split(' vs ')[0]}` {change(t)} at {t['level']:.1%}: {t['verdict']}"
+                for p, t in tested.items()
+            )
+            + "."
+        )
+        undecided = [p for p in tested if p not in decided]
+        if undecided:
+            mdes = " and ".join(
+                f"{percent(tested[p]['mde'])} (`{p.split(' vs ')[0]}`)" for p in undecided
+            )
+            out.append(
+                f"The smallest change this run detects with 80% power (the bootstrap/t "
+                f"rule that verdicts use) is {mdes}: a pair not separated is a lack of "
+                "power at that size, not evidence of no effect."
+            )
+    else:
+        out.append(
+            "Holm's test of the two primary pairs needs two seeds of every plan, so there is "
+            "no verdict yet."
+        )
+    if (both := paired(results, "token", "sasrec")) is not None:
+        t = test_pair(*both)
+        out.append(
+            f"`token` vs SASRec on the same users (what the text prior buys, described at "
+            f"95%): {change(t)}."
+        )
+    done, planned = sum(seeds[c] for c in llm), planned_seeds * len(llm)
+    if done < planned:
+        out.append(
+            f"So far {done} of its {planned} LLM cells are in (`make every-user` resumes "
+            "from the committed cells)."
+        )
+    return " ".join(out)
