@@ -121,6 +121,7 @@ def test_the_answer_follows_the_verdicts_and_counts_the_cells():
     assert "at 95.0%: not separated" in gain and "(`iam-heads`)" in gain  # its MDE
     assert "SASRec trained on the same users" in gain and "popularity" in gain
     assert "`token` vs SASRec" in gain and "So far" not in gain  # 5 seeds of each: complete
+    assert "Seeds per plan for a 10% MDE" in gain and "about 40 min on 2 threads (a CPU)" in gain
     null = decide.answer(simulated({"token": 1.0, "hatllm": 1.0, "iam-heads": 1.0}))
     assert null.startswith("**On all 600 users, neither item-aware plan is separated")
     assert "(`hatllm`) and" in null and "SASRec" not in null

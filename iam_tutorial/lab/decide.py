@@ -399,6 +399,19 @@ def answer(results: list[dict], planned_seeds: int = 5) -> str:
             "Holm's test of the two primary pairs needs two seeds of every plan, so there is "
             "no verdict yet."
         )
+    sizing = noise(results)
+    sizing = sizing[sizing.pair.isin([f"{p} vs {r}" for p, r in PRIMARY])] if len(sizing) else []
+    timed = [r for r in results if r["cell"] in llm and "cell_seconds" in r]
+    if len(sizing) and timed:
+        need = ", ".join(
+            f"`{row['pair'].split(' vs ')[0]}` {row['seeds for 10%']} "
+            f"({row['seeds for 10%, seed at bound']})"
+            for row in sizing.to_dict("records")
+        )
+        minutes = np.mean([r["cell_seconds"] for r in timed]) / 60
+        out.append(f"Seeds per plan for a 10% MDE (variance components; in brackets, with the seed "
+                   f"SD at its 95% bound): {need}; an LLM cell takes about {minutes:.0f} min on "
+                   f"{timed[0]['threads']} threads ({timed[0]['device']}).")  # fmt: skip
     if (both := paired(results, "token", "sasrec")) is not None:
         t = test_pair(*both)
         out.append(
