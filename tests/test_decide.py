@@ -123,7 +123,11 @@ def test_the_answer_follows_the_verdicts_and_counts_the_cells():
     assert "`token` vs SASRec" in gain and "So far" not in gain  # 5 seeds of each: complete
     assert "Seeds per plan for a 10% MDE" in gain and "about 40 min on 2 threads (a CPU)" in gain
     null = decide.answer(simulated({"token": 1.0, "hatllm": 1.0, "iam-heads": 1.0}))
-    assert null.startswith("**On all 600 users, neither item-aware plan is separated")
+    assert null.startswith(
+        "**On all 600 users, neither item-aware plan is separated from `token`.**"
+    )
+    two = decide.answer(simulated({"token": 1.0, "hatllm": 1.0, "iam-heads": 1.0}, seeds=[0, 1]))
+    assert "separated from `token` so far.**" in two and "So far 6 of its 15" in two
     assert "(`hatllm`) and" in null and "SASRec" not in null
     early = decide.answer(simulated({"token": 1.0, "hatllm": 1.0, "iam-heads": 1.0}, seeds=[0]))
     assert early.startswith("**Not decided yet.**") and "(1 seed)" in early

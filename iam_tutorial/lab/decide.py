@@ -353,7 +353,8 @@ def answer(results: list[dict], planned_seeds: int = 5) -> str:
     if len(tested) < len(PRIMARY):
         lead = "**Not decided yet.**"
     elif not decided:
-        lead = f"**On all {n_users:,} users, neither item-aware plan is separated from `token`.**"
+        lead = f"**On all {n_users:,} users, neither item-aware plan is separated from `token`"
+        lead += " so far.**" if sum(seeds[c] for c in llm) < planned_seeds * len(llm) else ".**"
     else:
         lead = " ".join(
             f"**`{p.split(' vs ')[0]}` is {v} than `token`.**" for p, v in decided.items()
