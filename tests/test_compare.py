@@ -376,3 +376,22 @@ def test_the_seed_bound_covers_the_seed_sd():
         covered += bound >= 0.01
         above_point += bound >= np.sqrt(variance_components(plan, ref)["seed"])
     assert above_point == 200 and covered >= 180  # a one-sided 95% bound: ~190 of 200
+
+
+def test_the_bootstrap_mde_reads_one_standard_error_at_every_level():
+    """test_pair's bootstrap MDE at a Holm level (97.5%) comes from that level's quantile: the
+    standard error it implies is the one the 95% interval implies (seeds identical here, so the
+    t-interval has zero width and the bootstrap alone sets the MDE)."""
+    from statistics import NormalDist
+
+    from iam_tutorial.lab.stats import Z80, test_pair
+
+    rng = np.random.default_rng(0)
+    ref = rng.gamma(0.5, 0.2, 1000)
+    plan = np.clip(ref + rng.normal(0, 0.05, 1000), 0, None)
+    plan, ref = np.tile(plan, (3, 1)), np.tile(ref, (3, 1))  # (seed user), 3 identical seeds
+    se = {}
+    for level in (0.95, 0.975):
+        z = NormalDist().inv_cdf(0.5 + level / 2)
+        se[level] = test_pair(plan, ref, n_boot=20_000, level=level)["mde"] / (z + Z80)
+    assert se[0.975] == pytest.approx(se[0.95], rel=0.015)

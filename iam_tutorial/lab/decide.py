@@ -302,14 +302,14 @@ def forest_rows(results: list[dict], head=None, rest=None) -> pd.DataFrame:
 def markdown(results: list[dict]) -> str:
     """The results page's table (scripts/results_page.py): per cell, test NDCG@10 on all, trained
     and unseen users and HR@10 (mean ± SD over seeds); for the item-aware plans the change vs
-    `token` with both intervals, its Holm level and verdict, the MDE of the bootstrap/t rule and
-    the seed SD's 95% bound; for every LLM cell the change vs SASRec (95%, described); '—' where
-    a cell or a pair is not in yet."""
+    `token` with both intervals, its Holm level and verdict, the MDE of the bootstrap/t rule at
+    that level and the seed SD's 95% bound; for every LLM cell the change vs SASRec (95%,
+    described); '—' where a cell or a pair is not in yet."""
     table = cells(results)
     head = primary(results).set_index("pair")
     bounds = noise(results)
     bounds = bounds.set_index("pair") if len(bounds) else bounds
-    rows = ["| cell | NDCG@10, all | trained | unseen | HR@10 | vs token (Holm) | MDE | "
+    rows = ["| cell | NDCG@10, all | trained | unseen | HR@10 | vs token (Holm) | MDE, its level | "
             "seed SD, 95% bound | vs SASRec (95%) | seeds |", "|" + " --- |" * 10]  # fmt: skip
     for cell in CELLS:
         if cell not in table.index:
@@ -321,8 +321,9 @@ def markdown(results: list[dict]) -> str:
             t = head.loc[pair]
             vs = f"{change(t)} at {t['level']:.1%}: **{t['verdict']}**"
         if pair in bounds.index:
-            mde = percent(bounds.loc[pair, "MDE bootstrap/t"])
             bound = f"{bounds.loc[pair, 'sd seed, 95% bound']:.4f}"
+        if vs != "—":  # the MDE of the rule that gave the verdict, at its Holm level
+            mde = percent(head.loc[pair, "mde"])
         if cell not in ("popularity", "sasrec") and (both := paired(results, cell, "sasrec")):
             sasrec = change(test_pair(*both))
         ndcg = [row[c] for c in table.columns if c.startswith("NDCG@10")]

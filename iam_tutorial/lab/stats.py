@@ -12,6 +12,7 @@ the wider test: the relative change this design would find four times in five.
 # Axes: seed, user, replicate
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -124,10 +125,11 @@ def test_pair(
 ) -> dict:
     """Both tests on one pair: change, the shared-user bootstrap CI, the paired t CI, the verdict
     (both must exclude zero on the same side; one seed has no t-interval: "no verdict (1 seed)")
-    and the MDE at 80% power of the wider test."""
+    and the MDE at 80% power of the wider test, at `level` (Holm's steps test above 95%)."""
     change, low, high = bootstrap_change(plan, ref, n_boot, seed, level=level)
     t_low, t_high, t_mde = paired_t(plan, ref, level)
-    boot_mde = (Z975 + Z80) * (high - low) / (2 * Z975)  # the bootstrap SE from its CI width
+    z = Z975 if level == 0.95 else NormalDist().inv_cdf(0.5 + level / 2)
+    boot_mde = (z + Z80) * (high - low) / (2 * z)  # the bootstrap SE from its CI width
     agree = verdict(low, high)
     if len(plan) < 2:  # no t-interval, so no verdict, whatever the bootstrap says
         agree = f"no verdict ({len(plan)} seed)"
