@@ -109,6 +109,8 @@ def test_the_results_page_table_has_a_row_per_cell_and_says_what_is_missing():
     token, hatllm = rows[4], rows[5]
     assert "vs token" not in token and "boot" in token  # token: only its change vs SASRec
     assert "**better**" not in hatllm  # Holm waits for both primary pairs: no verdict yet
+    both = simulated({"token": 1.0, "hatllm": 0.5, "iam-heads": 1.0}, seeds=range(3))
+    assert "**better** (interim: 3 of 5 seeds)" in decide.markdown(both).splitlines()[5]
 
 
 def test_the_answer_follows_the_verdicts_and_counts_the_cells():
@@ -120,16 +122,17 @@ def test_the_answer_follows_the_verdicts_and_counts_the_cells():
     assert "`hatllm` +" in gain and "at 97.5%: better" in gain
     assert "at 95.0%: not separated" in gain and "(`iam-heads`)" in gain  # its MDE
     assert "SASRec trained on the same users" in gain and "popularity" in gain
-    assert "`token` vs SASRec" in gain and "So far" not in gain  # 5 seeds of each: complete
+    assert "`token` vs SASRec" in gain and "missing cells" not in gain  # 5 seeds of each: complete
     assert "Seeds per plan for a 10% MDE" in gain and "about 40 min on 2 threads (a CPU)" in gain
     null = decide.answer(simulated({"token": 1.0, "hatllm": 1.0, "iam-heads": 1.0}))
     assert null.startswith(
         "**On all 600 users, neither item-aware plan is separated from `token`.**"
     )
     two = decide.answer(simulated({"token": 1.0, "hatllm": 1.0, "iam-heads": 1.0}, seeds=[0, 1]))
-    assert "separated from `token` so far.**" in two and "So far 6 of its 15" in two
+    assert two.startswith("**Not decided yet: 6 of the plan's 15 LLM cells are in.**")
+    assert "An interim look (not the plan's verdict) against `token`" in two
     assert "(`hatllm`) and" in null and "SASRec" not in null
     early = decide.answer(simulated({"token": 1.0, "hatllm": 1.0, "iam-heads": 1.0}, seeds=[0]))
-    assert early.startswith("**Not decided yet.**") and "(1 seed)" in early
-    assert "no verdict yet" in early and "So far 3 of its 15 LLM cells are in" in early
+    assert early.startswith("**Not decided yet: 3 of") and "(1 seed)" in early
+    assert "no verdict yet" in early and "`make every-user` trains the missing cells" in early
     assert "No LLM cell" in decide.answer(simulated({"sasrec": 1.0}))

@@ -29,6 +29,7 @@ from iam_tutorial.metrics import ndcg_at, protocol
 PRIMARY = (("hatllm", "token"), ("iam-heads", "token"))
 BASELINES = (("token", "sasrec"), ("token", "popularity"), ("sasrec", "popularity"))
 CELLS = ("popularity", "sasrec", "token", "hatllm", "iam-heads")
+SEEDS = 5  # per plan (PLAN.md): a verdict before all are in is an interim look
 
 
 def per_user(ranks, metric: str) -> np.ndarray:
@@ -234,8 +235,9 @@ def report(results: list[dict], head=None, rest=None) -> str:
             out.append(f"  {row['pair']}: not tested yet ({row['seeds']} shared seeds; Holm tests "
                        "both pairs once each has 2)")  # fmt: skip
             continue
+        interim = f" (interim: {row['seeds']} of {SEEDS} seeds)" if row["seeds"] < SEEDS else ""
         out.append(f"  {row['pair']} ({row['seeds']} seeds, {row['level']:.1%}): "
-                   f"{change(row)} -> {row['verdict']}")  # fmt: skip
+                   f"{change(row)} -> {row['verdict']}{interim}")  # fmt: skip
     table = noise(results)
     if len(table):
         shown = table.copy()
@@ -320,6 +322,7 @@ def markdown(results: list[dict]) -> str:
         if pair in head.index and isinstance(head.loc[pair].get("verdict"), str):
             t = head.loc[pair]
             vs = f"{change(t)} at {t['level']:.1%}: **{t['verdict']}**"
+            vs += f" (interim: {t['seeds']} of {SEEDS} seeds)" if t["seeds"] < SEEDS else ""
         if pair in bounds.index:
             bound = f"{bounds.loc[pair, 'sd seed, 95% bound']:.4f}"
         if vs != "—":  # the MDE of the rule that gave the verdict, at its Holm level
@@ -332,7 +335,7 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def answer(results: list[dict], planned_seeds: int = 5) -> str:
+def answer(results: list[dict], planned_seeds: int = SEEDS) -> str:
     """The answer in a few sentences of Markdown (the README's and notebook 04's, written by
     scripts/results_page.py): the verdicts after Holm, or why there is none and what the run can
     detect; every cell's mean ± SD; SASRec and popularity beside them; how many cells are in."""
@@ -351,11 +354,11 @@ def answer(results: list[dict], planned_seeds: int = 5) -> str:
 
     tested = {p: head.loc[p] for p in head.index if isinstance(head.loc[p].get("verdict"), str)}
     decided = {p: t["verdict"] for p, t in tested.items() if t["verdict"] in ("better", "worse")}
-    if len(tested) < len(PRIMARY):
-        lead = "**Not decided yet.**"
+    done, planned = sum(seeds[c] for c in llm), planned_seeds * len(llm)
+    if len(tested) < len(PRIMARY) or done < planned:  # the plan decides once every cell is in
+        lead = f"**Not decided yet: {done} of the plan's {planned} LLM cells are in.**"
     elif not decided:
-        lead = f"**On all {n_users:,} users, neither item-aware plan is separated from `token`"
-        lead += " so far.**" if sum(seeds[c] for c in llm) < planned_seeds * len(llm) else ".**"
+        lead = f"**On all {n_users:,} users, neither item-aware plan is separated from `token`.**"
     else:
         lead = " ".join(
             f"**`{p.split(' vs ')[0]}` is {v} than `token`.**" for p, v in decided.items()
@@ -379,7 +382,8 @@ def answer(results: list[dict], planned_seeds: int = 5) -> str:
     ]
     if tested:
         out.append(
-            "Against `token`, after Holm's correction over the two primary pairs: "
+            ("An interim look (not the plan's verdict) a" if done < planned else "A")
+            + "gainst `token`, after Holm's correction over the two primary pairs: "
             + "; ".join(
                 f"`{p.split(' vs ')[0]}` {change(t)} at {t['level']:.1%}: {t['verdict']}"
                 for p, t in tested.items()
@@ -420,10 +424,6 @@ def answer(results: list[dict], planned_seeds: int = 5) -> str:
             f"`token` vs SASRec on the same users (what the text prior buys, described at "
             f"95%): {change(t)}."
         )
-    done, planned = sum(seeds[c] for c in llm), planned_seeds * len(llm)
     if done < planned:
-        out.append(
-            f"So far {done} of its {planned} LLM cells are in (`make every-user` resumes "
-            "from the committed cells)."
-        )
+        out.append("`make every-user` trains the missing cells, resuming from the committed ones.")
     return " ".join(out)
