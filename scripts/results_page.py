@@ -18,8 +18,9 @@ README = REPO / "README.md"
 NOTEBOOK = REPO / "notebooks" / "04_comparison.ipynb"
 
 
-def tables() -> dict[str, str]:
-    """{marker: markdown table} from the committed results folders."""
+def tables(every: list[dict], head, bounds) -> dict[str, str]:
+    """{marker: markdown table} from the committed results folders; `every`: the every-user
+    cells, `head` and `bounds` their decide.primary and decide.noise."""
     from iam_tutorial.lab import decide
     from iam_tutorial.lab.experiments import EXPERIMENTS
     from iam_tutorial.lab.report import budget_markdown, decision_table, to_markdown
@@ -38,7 +39,7 @@ def tables() -> dict[str, str]:
         "llm-seed-bound": seed_bound_markdown(by_budget),
         "llm-speed": llm_speed_markdown(),
         "llm-memory": llm_memory_markdown(),
-        "every-user-table": decide.markdown(load_cells(REPO / "results" / "every-user")),
+        "every-user-table": decide.markdown(every, head, bounds),
     }
 
 
@@ -114,20 +115,18 @@ def seed_bound_markdown(by_budget: dict[int, list[dict]], users: int = 6040) -> 
     return to_markdown(pd.DataFrame(rows).set_index("epochs"))
 
 
-def answers() -> dict[str, str]:
-    """{marker: paragraph}: the every-user run's answer (decide.answer), wrapped at 100 columns."""
+def pages() -> dict[Path, dict[str, str]]:
+    """{page: {marker: block}} of every generated block: results/README.md's tables, and the
+    every-user run's answer (decide.answer, wrapped at 100 columns) in the README and notebook 04."""
     from iam_tutorial.lab import decide
     from iam_tutorial.lab.store import load_cells
 
-    text = decide.answer(load_cells(REPO / "results" / "every-user"))
-    wrap = textwrap.fill(text, 100, break_on_hyphens=False, break_long_words=False)
-    return {"every-user-answer": wrap}
-
-
-def pages() -> dict[Path, dict[str, str]]:
-    """{page: {marker: block}} of every generated block."""
-    answer = answers()
-    return {PAGE: tables(), README: answer, NOTEBOOK: answer}
+    every = load_cells(REPO / "results" / "every-user")
+    head, bounds = decide.primary(every), decide.noise(every)  # the bootstraps, once for both
+    text = decide.answer(every, head, bounds)
+    answer = {"every-user-answer": textwrap.fill(text, 100, break_on_hyphens=False,
+                                                 break_long_words=False)}  # fmt: skip
+    return {PAGE: tables(every, head, bounds), README: answer, NOTEBOOK: answer}
 
 
 def read(page: Path) -> str:

@@ -110,7 +110,7 @@ def test_the_results_page_table_has_a_row_per_cell_and_says_what_is_missing():
     assert "vs token" not in token and "boot" in token  # token: only its change vs SASRec
     assert "**better**" not in hatllm  # Holm waits for both primary pairs: no verdict yet
     both = simulated({"token": 1.0, "hatllm": 0.5, "iam-heads": 1.0}, seeds=range(3))
-    assert "**better** (interim: 3 of 5 seeds)" in decide.markdown(both).splitlines()[5]
+    assert "**better** (interim: 9 of 15 LLM cells)" in decide.markdown(both).splitlines()[5]
 
 
 def test_the_answer_follows_the_verdicts_and_counts_the_cells():
@@ -136,3 +136,16 @@ def test_the_answer_follows_the_verdicts_and_counts_the_cells():
     assert early.startswith("**Not decided yet: 3 of") and "(1 seed)" in early
     assert "no verdict yet" in early and "`make every-user` trains the missing cells" in early
     assert "No LLM cell" in decide.answer(simulated({"sasrec": 1.0}))
+
+
+def test_a_verdict_is_interim_until_every_llm_cell_of_the_plan_is_in():
+    """Holm's levels depend on both primary pairs, so with `iam-heads` one seed short even the
+    complete `hatllm` pair is an interim look: one rule (decide.progress) for report, table and
+    answer."""
+    results = simulated({"token": 1.0, "hatllm": 0.5, "iam-heads": 1.0})
+    short = [r for r in results if not (r["cell"] == "iam-heads" and r["seed"] == 4)]
+    assert decide.progress(short) == (14, 15) and decide.progress(results) == (15, 15)
+    assert "**better** (interim: 14 of 15 LLM cells)" in decide.markdown(short).splitlines()[5]
+    assert "-> better (interim: 14 of 15 LLM cells)" in decide.report(short)
+    assert "interim" not in decide.report(results) and "interim" not in decide.markdown(results)
+    assert decide.answer(short).startswith("**Not decided yet: 14 of the plan's 15 LLM cells")

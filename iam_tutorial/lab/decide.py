@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from iam_tutorial.lab.experiments import EXPERIMENTS
 from iam_tutorial.lab.stats import (
     design_mde,
     holm,
@@ -29,7 +30,8 @@ from iam_tutorial.metrics import ndcg_at, protocol
 PRIMARY = (("hatllm", "token"), ("iam-heads", "token"))
 BASELINES = (("token", "sasrec"), ("token", "popularity"), ("sasrec", "popularity"))
 CELLS = ("popularity", "sasrec", "token", "hatllm", "iam-heads")
-SEEDS = 5  # per plan (PLAN.md): a verdict before all are in is an interim look
+LLM = ("token", "hatllm", "iam-heads")  # the cells the primary pairs compare
+SEEDS = EXPERIMENTS["every-user"].seeds  # of each LLM cell (PLAN.md)
 
 
 def per_user(ranks, metric: str) -> np.ndarray:
@@ -75,6 +77,19 @@ def paired(results, plan, ref, metric="NDCG@10", users=slice(None)):
         return None
     a, b = scores(results, plan, metric, users), scores(results, ref, metric, users)
     return np.stack([a[s] for s in seeds]), np.stack([b[s] for s in seeds])
+
+
+def progress(results: list[dict]) -> tuple[int, int]:
+    """(LLM cells in, LLM cells the plan names): the plan decides once every one is in; a
+    verdict before that is an interim look (Holm's levels depend on both primary pairs)."""
+    done = sum(len({r["seed"] for r in results if r["cell"] == c} & set(SEEDS)) for c in LLM)
+    return done, len(SEEDS) * len(LLM)
+
+
+def interim(results: list[dict]) -> str:
+    """' (interim: 13 of 15 LLM cells)' before the plan's cells are all in, else ''."""
+    done, planned = progress(results)
+    return f" (interim: {done} of {planned} LLM cells)" if done < planned else ""
 
 
 def primary(results: list[dict]) -> pd.DataFrame:
@@ -235,9 +250,8 @@ def report(results: list[dict], head=None, rest=None) -> str:
             out.append(f"  {row['pair']}: not tested yet ({row['seeds']} shared seeds; Holm tests "
                        "both pairs once each has 2)")  # fmt: skip
             continue
-        interim = f" (interim: {row['seeds']} of {SEEDS} seeds)" if row["seeds"] < SEEDS else ""
         out.append(f"  {row['pair']} ({row['seeds']} seeds, {row['level']:.1%}): "
-                   f"{change(row)} -> {row['verdict']}{interim}")  # fmt: skip
+                   f"{change(row)} -> {row['verdict']}{interim(results)}")  # fmt: skip
     table = noise(results)
     if len(table):
         shown = table.copy()
@@ -301,15 +315,16 @@ def forest_rows(results: list[dict], head=None, rest=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def markdown(results: list[dict]) -> str:
+def markdown(results: list[dict], head=None, bounds=None) -> str:
     """The results page's table (scripts/results_page.py): per cell, test NDCG@10 on all, trained
     and unseen users and HR@10 (mean ± SD over seeds); for the item-aware plans the change vs
     `token` with both intervals, its Holm level and verdict, the MDE of the bootstrap/t rule at
     that level and the seed SD's 95% bound; for every LLM cell the change vs SASRec (95%,
-    described); '—' where a cell or a pair is not in yet."""
+    described); '—' where a cell or a pair is not in yet. `head`, `bounds`: primary(results) and
+    noise(results), computed here if not given."""
     table = cells(results)
-    head = primary(results).set_index("pair")
-    bounds = noise(results)
+    head = (primary(results) if head is None else head).set_index("pair")
+    bounds = noise(results) if bounds is None else bounds
     bounds = bounds.set_index("pair") if len(bounds) else bounds
     rows = ["| cell | NDCG@10, all | trained | unseen | HR@10 | vs token (Holm) | MDE, its level | "
             "seed SD, 95% bound | vs SASRec (95%) | seeds |", "|" + " --- |" * 10]  # fmt: skip
@@ -322,7 +337,7 @@ def markdown(results: list[dict]) -> str:
         if pair in head.index and isinstance(head.loc[pair].get("verdict"), str):
             t = head.loc[pair]
             vs = f"{change(t)} at {t['level']:.1%}: **{t['verdict']}**"
-            vs += f" (interim: {t['seeds']} of {SEEDS} seeds)" if t["seeds"] < SEEDS else ""
+            vs += interim(results)
         if pair in bounds.index:
             bound = f"{bounds.loc[pair, 'sd seed, 95% bound']:.4f}"
         if vs != "—":  # the MDE of the rule that gave the verdict, at its Holm level
@@ -335,26 +350,27 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def answer(results: list[dict], planned_seeds: int = SEEDS) -> str:
+def answer(results: list[dict], head=None, sizing=None) -> str:
     """The answer in a few sentences of Markdown (the README's and notebook 04's, written by
     scripts/results_page.py): the verdicts after Holm, or why there is none and what the run can
-    detect; every cell's mean ± SD; SASRec and popularity beside them; how many cells are in."""
-    table, head = cells(results), primary(results).set_index("pair")
-    llm = [c for c in CELLS if c not in ("popularity", "sasrec")]
+    detect; every cell's mean ± SD; SASRec and popularity beside them; how many cells are in.
+    `head`, `sizing`: primary(results) and noise(results), computed here if not given."""
+    table = cells(results)
+    head = (primary(results) if head is None else head).set_index("pair")
     seeds = {c: sum(r["cell"] == c for r in results) for c in CELLS}
-    first = next((r for r in results if r["cell"] in llm), None)
+    first = next((r for r in results if r["cell"] in LLM), None)
     if first is None:
         return "**Not decided yet.** No LLM cell of the run is in (`make every-user` starts it)."
     n_users, items = len(first["ranks"]["test"]["seen_excluded"]), first["data"]["items"]
     epochs = first["config"]["max_epochs"]
 
     def mean(c):
-        few = f" ({seeds[c]} seed{'s' * (seeds[c] > 1)})" if seeds[c] < planned_seeds else ""
+        few = f" ({seeds[c]} seed{'s' * (seeds[c] > 1)})" if seeds[c] < len(SEEDS) else ""
         return f"`{c}` {table.loc[c, 'NDCG@10 all']}{few}"
 
     tested = {p: head.loc[p] for p in head.index if isinstance(head.loc[p].get("verdict"), str)}
     decided = {p: t["verdict"] for p, t in tested.items() if t["verdict"] in ("better", "worse")}
-    done, planned = sum(seeds[c] for c in llm), planned_seeds * len(llm)
+    done, planned = progress(results)
     if len(tested) < len(PRIMARY) or done < planned:  # the plan decides once every cell is in
         lead = f"**Not decided yet: {done} of the plan's {planned} LLM cells are in.**"
     elif not decided:
@@ -369,7 +385,7 @@ def answer(results: list[dict], planned_seeds: int = SEEDS) -> str:
         f"1..{first['config']['train_users']:,} and tested on all {n_users:,} users against the "
         f"benchmark's {items:,} items (test split, seen items excluded, pessimistic ties). "
         f"Test NDCG@10, mean ± SD over seeds: "
-        + ", ".join(mean(c) for c in llm if c in table.index)
+        + ", ".join(mean(c) for c in LLM if c in table.index)
         + "".join(
             f"; {name} {table.loc[c, 'NDCG@10 all']}"
             for c, name in (
@@ -405,9 +421,9 @@ def answer(results: list[dict], planned_seeds: int = SEEDS) -> str:
             "Holm's test of the two primary pairs needs two seeds of every plan, so there is "
             "no verdict yet."
         )
-    sizing = noise(results)
+    sizing = noise(results) if sizing is None else sizing
     sizing = sizing[sizing.pair.isin([f"{p} vs {r}" for p, r in PRIMARY])] if len(sizing) else []
-    timed = [r for r in results if r["cell"] in llm and "cell_seconds" in r]
+    timed = [r for r in results if r["cell"] in LLM and "cell_seconds" in r]
     if len(sizing) and timed:
         need = ", ".join(
             f"`{row['pair'].split(' vs ')[0]}` {row['seeds for 10%']} "
