@@ -118,12 +118,15 @@ def test_the_answer_follows_the_verdicts_and_counts_the_cells():
     the MDE of a pair it did not, the baselines, and how many LLM cells are still to come."""
     gain = decide.answer(simulated({"token": 1.0, "hatllm": 0.5, "iam-heads": 1.0, "sasrec": 1.2,
                                     "popularity": 3.0}))  # fmt: skip
-    assert gain.startswith("**`hatllm` is better than `token`.**")
+    assert gain.startswith(
+        "**`hatllm` is better than `token`; `iam-heads` is not separated from `token`.**"
+    )
     assert "`hatllm` +" in gain and "at 97.5%: better" in gain
     assert "at 95.0%: not separated" in gain and "(`iam-heads`)" in gain  # its MDE
     assert "SASRec trained on the same users" in gain and "popularity" in gain
     assert "`token` vs SASRec" in gain and "missing cells" not in gain  # 5 seeds of each: complete
-    assert "Seeds per plan for a 10% MDE" in gain and "about 40 min on 2 threads (a CPU)" in gain
+    assert "Seeds per plan for a 10% MDE" in gain
+    assert "about 40 min on 2 threads (a CPU), the plan's 15 about 10.0 h" in gain
     null = decide.answer(simulated({"token": 1.0, "hatllm": 1.0, "iam-heads": 1.0}))
     assert null.startswith(
         "**On all 600 users, neither item-aware plan is separated from `token`.**"

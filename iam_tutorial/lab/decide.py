@@ -364,6 +364,9 @@ def answer(results: list[dict], head=None, sizing=None) -> str:
     n_users, items = len(first["ranks"]["test"]["seen_excluded"]), first["data"]["items"]
     epochs = first["config"]["max_epochs"]
 
+    def plan(pair):  # "`hatllm`" of "hatllm vs token"
+        return f"`{pair.split(' vs ')[0]}`"
+
     def mean(c):
         few = f" ({seeds[c]} seed{'s' * (seeds[c] > 1)})" if seeds[c] < len(SEEDS) else ""
         return f"`{c}` {table.loc[c, 'NDCG@10 all']}{few}"
@@ -376,9 +379,13 @@ def answer(results: list[dict], head=None, sizing=None) -> str:
     elif not decided:
         lead = f"**On all {n_users:,} users, neither item-aware plan is separated from `token`.**"
     else:
-        lead = " ".join(
-            f"**`{p.split(' vs ')[0]}` is {v} than `token`.**" for p, v in decided.items()
-        )
+        said = [
+            f"{plan(p)} is "
+            + (f"{decided[p]} than" if p in decided else "not separated from")
+            + " `token`"
+            for p in tested
+        ]
+        lead = f"**{'; '.join(said)}.**"
     out = [
         lead,
         f"SmolLM2-135M fine-tuned for {epochs} epoch{'s' * (epochs > 1)} on users "
@@ -401,16 +408,14 @@ def answer(results: list[dict], head=None, sizing=None) -> str:
             ("An interim look (not the plan's verdict) a" if done < planned else "A")
             + "gainst `token`, after Holm's correction over the two primary pairs: "
             + "; ".join(
-                f"`{p.split(' vs ')[0]}` {change(t)} at {t['level']:.1%}: {t['verdict']}"
+                f"{plan(p)} {change(t)} at {t['level']:.1%}: {t['verdict']}"
                 for p, t in tested.items()
             )
             + "."
         )
         undecided = [p for p in tested if p not in decided]
         if undecided:
-            mdes = " and ".join(
-                f"{percent(tested[p]['mde'])} (`{p.split(' vs ')[0]}`)" for p in undecided
-            )
+            mdes = " and ".join(f"{percent(tested[p]['mde'])} ({plan(p)})" for p in undecided)
             out.append(
                 f"The smallest change this run detects with 80% power (the bootstrap/t "
                 f"rule that verdicts use) is {mdes}: a pair not separated is a lack of "
@@ -426,14 +431,14 @@ def answer(results: list[dict], head=None, sizing=None) -> str:
     timed = [r for r in results if r["cell"] in LLM and "cell_seconds" in r]
     if len(sizing) and timed:
         need = ", ".join(
-            f"`{row['pair'].split(' vs ')[0]}` {row['seeds for 10%']} "
-            f"({row['seeds for 10%, seed at bound']})"
+            f"{plan(row['pair'])} {row['seeds for 10%']} ({row['seeds for 10%, seed at bound']})"
             for row in sizing.to_dict("records")
         )
         minutes = np.mean([r["cell_seconds"] for r in timed]) / 60
         out.append(f"Seeds per plan for a 10% MDE (variance components; in brackets, with the seed "
                    f"SD at its 95% bound): {need}; an LLM cell takes about {minutes:.0f} min on "
-                   f"{timed[0]['threads']} threads ({timed[0]['device']}).")  # fmt: skip
+                   f"{timed[0]['threads']} threads ({timed[0]['device']}), the plan's {planned} "
+                   f"about {minutes * planned / 60:.1f} h.")  # fmt: skip
     if (both := paired(results, "token", "sasrec")) is not None:
         t = test_pair(*both)
         out.append(
