@@ -126,7 +126,7 @@ def test_the_answer_follows_the_verdicts_and_counts_the_cells():
     assert "SASRec trained on the same users" in gain and "popularity" in gain
     assert "`token` vs SASRec" in gain and "missing cells" not in gain  # 5 seeds of each: complete
     assert "Seeds per plan for a 10% MDE" in gain
-    assert "about 40 min on 2 threads (a CPU), the plan's 15 about 10.0 h" in gain
+    assert "about 40 min on 2 threads (a CPU): 10.0 h for the plan's 15 at that speed" in gain
     null = decide.answer(simulated({"token": 1.0, "hatllm": 1.0, "iam-heads": 1.0}))
     assert null.startswith(
         "**On all 600 users, neither item-aware plan is separated from `token`.**"

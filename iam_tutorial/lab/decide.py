@@ -326,8 +326,9 @@ def markdown(results: list[dict], head=None, bounds=None) -> str:
     head = (primary(results) if head is None else head).set_index("pair")
     bounds = noise(results) if bounds is None else bounds
     bounds = bounds.set_index("pair") if len(bounds) else bounds
-    rows = ["| cell | NDCG@10, all | trained | unseen | HR@10 | vs token (Holm) | MDE, its level | "
-            "seed SD, 95% bound | vs SASRec (95%) | seeds |", "|" + " --- |" * 10]  # fmt: skip
+    rows = ["| cell | NDCG@10, all | trained | unseen | HR@10 | vs token (Holm) | "
+            "MDE at its Holm level | seed SD, 95% bound | vs SASRec (95%) | seeds |",
+            "|" + " --- |" * 10]  # fmt: skip
     for cell in CELLS:
         if cell not in table.index:
             rows.append(f"| {cell} | not run yet |" + " |" * 7 + " 0 |")
@@ -418,8 +419,8 @@ def answer(results: list[dict], head=None, sizing=None) -> str:
             mdes = " and ".join(f"{percent(tested[p]['mde'])} ({plan(p)})" for p in undecided)
             out.append(
                 f"The smallest change this run detects with 80% power (the bootstrap/t "
-                f"rule that verdicts use) is {mdes}: a pair not separated is a lack of "
-                "power at that size, not evidence of no effect."
+                f"rule that verdicts use) is {mdes}: a smaller effect can go unseen, so "
+                '"not separated" is not evidence of no effect.'
             )
     else:
         out.append(
@@ -435,10 +436,11 @@ def answer(results: list[dict], head=None, sizing=None) -> str:
             for row in sizing.to_dict("records")
         )
         minutes = np.mean([r["cell_seconds"] for r in timed]) / 60
+        hours = minutes * planned / 60
         out.append(f"Seeds per plan for a 10% MDE (variance components; in brackets, with the seed "
                    f"SD at its 95% bound): {need}; an LLM cell takes about {minutes:.0f} min on "
-                   f"{timed[0]['threads']} threads ({timed[0]['device']}), the plan's {planned} "
-                   f"about {minutes * planned / 60:.1f} h.")  # fmt: skip
+                   f"{timed[0]['threads']} threads ({timed[0]['device']}): "
+                   f"{hours:.1f} h for the plan's {planned} at that speed.")  # fmt: skip
     if (both := paired(results, "token", "sasrec")) is not None:
         t = test_pair(*both)
         out.append(
