@@ -329,6 +329,7 @@ def markdown(results: list[dict], head=None, bounds=None) -> str:
     rows = ["| cell | NDCG@10, all | trained | unseen | HR@10 | vs token (Holm) | "
             "MDE at its Holm level | seed SD, 95% bound | vs SASRec (95%) | seeds |",
             "|" + " --- |" * 10]  # fmt: skip
+    marker = interim(results)
     for cell in CELLS:
         if cell not in table.index:
             rows.append(f"| {cell} | not run yet |" + " |" * 7 + " 0 |")
@@ -337,12 +338,10 @@ def markdown(results: list[dict], head=None, bounds=None) -> str:
         vs, mde, bound, sasrec = "—", "—", "—", "—"
         if pair in head.index and isinstance(head.loc[pair].get("verdict"), str):
             t = head.loc[pair]
-            vs = f"{change(t)} at {t['level']:.1%}: **{t['verdict']}**"
-            vs += interim(results)
+            vs = f"{change(t)} at {t['level']:.1%}: **{t['verdict']}**{marker}"
+            mde = percent(t["mde"])  # the MDE of the rule that gave the verdict, at its Holm level
         if pair in bounds.index:
             bound = f"{bounds.loc[pair, 'sd seed, 95% bound']:.4f}"
-        if vs != "—":  # the MDE of the rule that gave the verdict, at its Holm level
-            mde = percent(head.loc[pair, "mde"])
         if cell not in ("popularity", "sasrec") and (both := paired(results, cell, "sasrec")):
             sasrec = change(test_pair(*both))
         ndcg = [row[c] for c in table.columns if c.startswith("NDCG@10")]
